@@ -1,0 +1,5 @@
+import sys
+
+from vitgan.cli import main
+
+sys.exit(main())

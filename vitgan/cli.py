@@ -1,0 +1,53 @@
+"""The ``vitgan`` command line: a thin dispatcher.
+
+Each sub-command lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when their command runs. A ``UserError``
+anywhere becomes one ``vitgan: error: ...`` line on stderr and its exit code, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from vitgan.errors import UserError
+
+COMMANDS = {
+    "info": ("vitgan.commands.info", "print the resolved architecture of a preset"),
+    "train": ("vitgan.commands.train", "train ViTGAN (the paper's recipe)"),
+    "sample": ("vitgan.commands.sample", "sample images from a checkpoint or run folder"),
+    "eval": ("vitgan.commands.eval", "compute FID / KID / IS"),
+    "bench": ("vitgan.commands.bench", "benchmark the training step"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other bad option
+        self.exit(2, f"vitgan: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vitgan", description="ViTGAN: Training GANs with Vision Transformers")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except UserError as err:
+        print(f"vitgan: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("vitgan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

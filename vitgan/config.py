@@ -1,0 +1,233 @@
+"""Model configuration as data: one dataclass, named presets, JSON in and out.
+
+A checkpoint stores ``ModelConfig.to_dict()``; ``ModelConfig.from_dict`` plus the weights
+rebuild the generator and the discriminator exactly. Every paper ablation is a field here
+(see the ``ABLATIONS`` table), never a code edit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+
+from vitgan.errors import OptionError
+
+# Ablation switches and their allowed values (paper sections 2, 3 and the ablation study).
+ABLATIONS: dict[str, tuple] = {
+    "d_attention": ("l2", "dot"),          # L2 attention with tied Q/K, or dot-product
+    "d_norm": ("isn", "sn", "none"),       # improved SN, plain SN, no weight normalisation
+    "d_overlap": (True, False),            # overlapping (P+2o) patches in D
+    "d_conv_qkv": (False, True),           # ICLR version's convolutional Q/K/V projection in D
+    "g_latent": ("sln", "tokens"),         # latent through SLN, or z-derived input tokens + LN
+    "g_head": ("inr", "linear"),           # INR patch head, or linear token -> P*P*C pixels
+    "g_demodulate": (True, False),         # demodulate the INR's hidden layer
+}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of ViT-G and ViT-D. Sizes follow the paper's section 2 and 3."""
+
+    resolution: int = 32
+    channels: int = 3
+    # --- generator ---
+    patch_size: int = 4              # P: each of the L = (H/P)^2 tokens paints a P x P patch
+    z_dim: int = 384
+    w_dim: int = 384
+    mapping_layers: int = 8          # depth of the StyleGAN2 mapping MLP
+    mapping_lr_mult: float = 0.01    # equalised-lr multiplier of the mapping MLP
+    g_dim: int = 384                 # token width D
+    g_depth: int = 4
+    g_heads: int = 6
+    g_mlp_dim: int = 1536
+    g_latent: str = "sln"
+    g_head: str = "inr"
+    g_demodulate: bool = True
+    fourier_dim: int = 256           # width of E_fou = sin(Linear(xy))
+    inr_hidden: int = 256            # hidden width of the 2-layer modulated MLP
+    # --- discriminator ---
+    d_patch_size: int | None = None  # None: same P as the generator
+    d_dim: int = 384
+    d_depth: int = 4
+    d_heads: int = 6
+    d_mlp_dim: int = 1536
+    d_attention: str = "l2"
+    d_norm: str = "isn"
+    d_overlap: bool = True
+    d_conv_qkv: bool = False
+    d_conv_kernel: int = 3
+    # --- implementation (does not change the function computed, only how) ---
+    fused_attention: bool = True     # scaled_dot_product_attention path; False = reference math
+
+    def __post_init__(self):
+        self.validate()
+
+    # ---------------------------------------------------------------- derived sizes
+    @property
+    def d_patch(self) -> int:
+        return self.d_patch_size or self.patch_size
+
+    @property
+    def g_tokens(self) -> int:
+        return (self.resolution // self.patch_size) ** 2
+
+    @property
+    def d_tokens(self) -> int:
+        return (self.resolution // self.d_patch) ** 2
+
+    # ---------------------------------------------------------------- checks
+    def validate(self) -> None:
+        for name, choices in ABLATIONS.items():
+            if getattr(self, name) not in choices:
+                raise OptionError(
+                    f"{name}={getattr(self, name)!r} is not valid; choose one of "
+                    + ", ".join(repr(c) for c in choices))
+        for name in ("resolution", "channels", "patch_size", "z_dim", "w_dim", "g_dim", "g_depth",
+                     "g_heads", "g_mlp_dim", "fourier_dim", "inr_hidden", "d_dim", "d_depth",
+                     "d_heads", "d_mlp_dim", "d_conv_kernel"):
+            if int(getattr(self, name)) <= 0:
+                raise OptionError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.mapping_layers < 0:
+            raise OptionError(f"mapping_layers must be >= 0, got {self.mapping_layers}")
+        for res_name, p in (("patch_size", self.patch_size), ("d_patch_size", self.d_patch)):
+            if self.resolution % p:
+                raise OptionError(
+                    f"{res_name}={p} does not divide resolution={self.resolution}; use a divisor "
+                    f"such as {', '.join(str(d) for d in _divisors(self.resolution))}")
+        if self.d_overlap and self.d_patch % 2:
+            raise OptionError(f"d_overlap needs an even discriminator patch size (o = P/2), got {self.d_patch}")
+        for dim_name, heads_name in (("g_dim", "g_heads"), ("d_dim", "d_heads")):
+            dim, heads = getattr(self, dim_name), getattr(self, heads_name)
+            if dim % heads:
+                raise OptionError(
+                    f"{heads_name}={heads} does not divide {dim_name}={dim}; use one of "
+                    f"{', '.join(str(d) for d in _divisors(dim) if d <= 32)}")
+        if self.d_conv_kernel % 2 == 0:
+            raise OptionError(f"d_conv_kernel must be odd, got {self.d_conv_kernel}")
+
+    # ---------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise OptionError(f"unknown model config key(s) {', '.join(unknown)}; valid keys: "
+                              + ", ".join(f.name for f in dataclasses.fields(cls)))
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+# ------------------------------------------------------------------------------ presets
+# "model": the architecture; "train": defaults for training options (dataset, batch, ...)
+# that the trainer starts from before the user's --set overrides.
+PRESETS: dict[str, dict] = {
+    # Paper: 32x32, patch 4 (64 tokens), 4 blocks, D = 384, 6 heads, MLP 1536.
+    "cifar10": dict(model=ModelConfig(), train=dict(data="cifar10", batch=128)),
+    # Paper: 64x64, patch 8 (64 tokens), 6 blocks.
+    "celeba64": dict(model=ModelConfig(resolution=64, patch_size=8, g_depth=6, d_depth=6),
+                     train=dict(data="celeba", batch=128)),
+    "lsun64": dict(model=ModelConfig(resolution=64, patch_size=8, g_depth=6, d_depth=6),
+                   train=dict(data="lsun-bedroom", batch=128)),
+    # Not in the paper. G keeps 64 tokens (patch 16); D gets a 4x longer sequence (patch 8,
+    # 256 tokens), following the paper's remark that scaling only D's sequence is enough.
+    "lsun128": dict(model=ModelConfig(resolution=128, patch_size=16, d_patch_size=8,
+                                      g_depth=6, d_depth=6),
+                    train=dict(data="lsun-bedroom", batch=64)),
+    # A small model for CPU tests and demos (32x32, same structure, ~1/50 of the compute).
+    "tiny": dict(model=ModelConfig(z_dim=64, w_dim=64, mapping_layers=2, g_dim=64, g_depth=2,
+                                   g_heads=2, g_mlp_dim=128, fourier_dim=32, inr_hidden=32,
+                                   d_dim=64, d_depth=2, d_heads=2, d_mlp_dim=128),
+                 train=dict(data="cifar10", batch=32)),
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def get_preset(name: str) -> dict:
+    """Return a fresh copy of preset ``name`` as {"model": ModelConfig, "train": dict}."""
+    if name not in PRESETS:
+        raise OptionError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    p = PRESETS[name]
+    return dict(model=dataclasses.replace(p["model"]), train=dict(p["train"]))
+
+
+def model_config(name: str) -> ModelConfig:
+    return get_preset(name)["model"]
+
+
+# ------------------------------------------------------------------------------ overrides
+def coerce(value: str, annotation, key: str):
+    """Turn the text of ``--set key=value`` into the field's type, or raise OptionError."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        if value.lower() in ("none", "null", ""):
+            return None
+        annotation = args[0]
+    try:
+        if annotation is bool:
+            low = value.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if annotation in (int, float, str):
+            return annotation(value)
+        if typing.get_origin(annotation) is list or annotation is list:
+            inner = (typing.get_args(annotation) or (str,))[0]
+            return [coerce(v, inner, key) for v in value.split(",") if v]
+    except ValueError:
+        name = getattr(annotation, "__name__", str(annotation))
+        raise OptionError(f"{key}={value!r} is not a valid {name}") from None
+    return value
+
+
+def apply_overrides(obj, pairs: dict[str, str], what: str = "option"):
+    """Return a copy of dataclass ``obj`` with string values ``pairs`` coerced and applied."""
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
+    changes = {}
+    for key, text in pairs.items():
+        if key not in fields:
+            raise OptionError(f"unknown {what} {key!r}; valid keys: {', '.join(fields)}")
+        changes[key] = coerce(text, hints.get(key, str), key)
+    return dataclasses.replace(obj, **changes)
+
+
+def parse_set(items: list[str] | None) -> dict[str, str]:
+    """Parse ``["key=value", ...]`` from ``--set`` into a dict, or raise OptionError."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise OptionError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def field_names(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+__all__ = ["ModelConfig", "ABLATIONS", "PRESETS", "get_preset", "model_config", "preset_names",
+           "apply_overrides", "parse_set", "coerce", "field_names"]
