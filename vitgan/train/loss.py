@@ -1,0 +1,289 @@
+"""ViTGAN's training loss, as a class with phases (the StyleGAN2-ADA design).
+
+The loop calls ``accumulate_gradients(phase, real, z, gain)`` for each phase and micro-batch;
+the loss runs the forwards, calls ``backward()`` itself and returns detached statistics.
+
+Phases (paper section 4; all logits are D's raw outputs, never passed through a sigmoid):
+
+``"Gmain"``  non-saturating logistic loss ``softplus(-D(A(G(z))))``, A = DiffAugment.
+            Gradients reach G's parameters only (``backward(inputs=G's parameters)``); D is run
+            under ``no_sync()`` when it is DistributedDataParallel-wrapped.
+``"Dmain"``  ``softplus(D(A(G(z)))) + softplus(-D(A(x)))`` with G under ``no_grad``, plus
+            bCR and LeCam when switched on. Gradients reach D only.
+``"Dreg"``   lazy R1, ``r1_interval * gamma / 2 * ||grad_x D(A(x))||^2`` on real images.
+            A no-op returning ``{}`` when ``r1_gamma == 0``.
+
+Balanced consistency regularisation (bCR, Zhao et al. 2021, "Improved Consistency
+Regularization for GANs"), in the D step::
+
+    bcr_real * mean((D(A1(x)) - D(A2(x)))^2) + bcr_fake * mean((D(A1(G(z))) - D(A2(G(z))))^2)
+
+bCR pairs ``D(x)`` with ``D(T(x))``. Here D never sees an un-augmented image (DiffAugment is on
+every image D sees), so we pair the DiffAugment view that the adversarial term uses, ``A1(x)``,
+with a second, independent DiffAugment view ``A2(x)`` of the same image: T is "DiffAugment
+again, with fresh parameters". Pairing with the plain ``x`` instead would show D un-augmented
+images that nothing else trains it on, and stacking T on top of A1 would make the second view a
+different, stronger distribution than the first. Gradients flow through both views, as in bCR.
+The adversarial terms use the first views only, so switching bCR on adds a term and changes
+nothing else.
+
+Efficiency: one augmentation call and ONE D forward per D step: the batch is
+``cat([x, G(z), x, G(z)])`` (the last two only for bCR terms with a non-zero weight), augmented in
+one call (DiffAugment draws per-sample parameters, so the copies get independent views) and split
+afterwards. This is exact because D has no cross-sample operation (no batch norm, no minibatch
+statistics); a D with one would need separate forwards.
+
+R1 (lazy, StyleGAN2): the loop runs ``"Dreg"`` once every ``r1_interval`` D steps (see
+``reg_due``); the penalty is already multiplied by ``r1_interval``, so pass the same ``gain`` as for
+``"Dmain"``. As in StyleGAN2-ADA, the gradient is taken with respect to the un-augmented reals,
+through the augmentation. ``D(x) * 0`` is added to the penalty so that every D parameter (also
+those the input gradient does not depend on, like a final bias) takes part in the backward:
+DistributedDataParallel without ``find_unused_parameters`` needs that.
+
+LeCam (Tseng et al. 2021, "Regularizing GANs under limited data"), in the D step::
+
+    lecam_weight * ( mean(relu(D(A(x)) - a_fake)^2) + mean(relu(a_real - D(A(G(z))))^2) )
+
+``a_real`` and ``a_fake`` are exponential moving averages (decay ``lecam_ema``) of the batch means
+of D's real and fake logits, kept as device tensors: first set to the first batch's means, then
+updated before each penalty (as the reference code does), one update per ``"Dmain"`` call. They
+are per-rank state; ``state_dict()`` / ``load_state_dict()`` save and restore them.
+
+Mixed precision: with ``autocast_dtype`` set, G's and D's forwards run under
+``torch.autocast(device_type, dtype)``; augmentation runs on float32 images and every loss and
+penalty is computed in float32. With float16, pass the gradient scaler's scale as ``gain`` (a
+tensor is accepted, so this needs no host sync) and unscale in the optimiser; bfloat16 needs
+nothing.
+
+Returned statistics (detached 0-dim float32 tensors, no ``.item()``):
+``Gmain``: ``loss/G``, ``scores/fake``.
+``Dmain``: ``loss/D`` (total), ``loss/D_real``, ``loss/D_fake``, ``scores/real``, ``scores/fake``,
+and when on, ``loss/bcr_real``, ``loss/bcr_fake``, ``loss/lecam`` (unweighted terms).
+``Dreg``: ``loss/r1`` (``mean ||grad||^2``, unweighted), ``loss/Dreg`` (what was backpropagated,
+before ``gain``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vitgan.errors import OptionError
+
+__all__ = ["ViTGANLoss", "PHASES"]
+
+PHASES = ("Gmain", "Dmain", "Dreg")
+
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _no_sync(module: nn.Module):
+    """``module.no_sync()`` for a DistributedDataParallel module, else a null context."""
+    no_sync = getattr(module, "no_sync", None)
+    return no_sync() if callable(no_sync) else contextlib.nullcontext()
+
+
+def _trainable(module: nn.Module) -> list[torch.Tensor]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+class ViTGANLoss:
+    """``ViTGANLoss(G, D, augment=None, *, bcr_real=10.0, bcr_fake=10.0, r1_gamma=0.0,
+    r1_interval=16, lecam_weight=0.0, lecam_ema=0.99, autocast_dtype=None, device_type="cpu")``
+
+    ``G(z) -> images`` (B, C, H, W) in ~[-1, 1]; ``D(images) -> logits`` (B,); either may be
+    wrapped in DistributedDataParallel. ``augment``: a ``DiffAugment`` (or any differentiable
+    callable ``images -> images`` with independent per-sample randomness), or None for none.
+    """
+
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module,
+        augment: Augment | None = None,
+        *,
+        bcr_real: float = 10.0,
+        bcr_fake: float = 10.0,
+        r1_gamma: float = 0.0,
+        r1_interval: int = 16,
+        lecam_weight: float = 0.0,
+        lecam_ema: float = 0.99,
+        autocast_dtype: torch.dtype | None = None,
+        device_type: str = "cpu",
+    ):
+        for name, v in (("bcr_real", bcr_real), ("bcr_fake", bcr_fake), ("r1_gamma", r1_gamma),
+                        ("lecam_weight", lecam_weight)):
+            if not float(v) >= 0.0:
+                raise OptionError(f"{name}={v} must be >= 0; use 0 to switch it off")
+        if int(r1_interval) != r1_interval or r1_interval < 1:
+            raise OptionError(f"r1_interval={r1_interval} must be a whole number >= 1")
+        if not 0.0 <= float(lecam_ema) < 1.0:
+            raise OptionError(f"lecam_ema={lecam_ema} must be in [0, 1)")
+        if autocast_dtype not in (None, torch.bfloat16, torch.float16):
+            raise OptionError(
+                f"autocast_dtype={autocast_dtype} is not supported; use None, bfloat16 or float16"
+            )
+        if augment is None and (bcr_real > 0 or bcr_fake > 0):
+            raise OptionError(
+                "bCR needs augmentation to compare two views; pass a DiffAugment "
+                "or set bcr_real=0 and bcr_fake=0"
+            )
+        self.G = G
+        self.D = D
+        self.augment = augment
+        self.bcr_real = float(bcr_real)
+        self.bcr_fake = float(bcr_fake)
+        self.r1_gamma = float(r1_gamma)
+        self.r1_interval = int(r1_interval)
+        self.lecam_weight = float(lecam_weight)
+        self.lecam_ema = float(lecam_ema)
+        self.autocast_dtype = autocast_dtype
+        self.device_type = device_type
+        # LeCam anchors (EMA of D's mean real / fake logits); created on the first D step.
+        self.lecam_real: torch.Tensor | None = None
+        self.lecam_fake: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self):
+        return torch.autocast(
+            self.device_type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        )
+
+    def _aug(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        return x if self.augment is None else self.augment(x)
+
+    def _run_G(self, z: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            img = self.G(z)
+        return img.float()
+
+    def _run_D(self, img: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            logits = self.D(img)
+        if logits.shape != (img.shape[0],):
+            raise RuntimeError(
+                f"D must return logits of shape ({img.shape[0]},), got {tuple(logits.shape)}"
+            )
+        return logits.float()
+
+    @staticmethod
+    def _backward(loss: torch.Tensor, gain, inputs: list[torch.Tensor]) -> None:
+        if inputs:
+            torch.autograd.backward(loss * gain, inputs=inputs)
+
+    def reg_due(self, d_step: int) -> bool:
+        """Whether the loop should run ``"Dreg"`` after D step ``d_step`` (0-based)."""
+        return self.r1_gamma > 0 and d_step % self.r1_interval == 0
+
+    # ------------------------------------------------------------------ phases
+    def accumulate_gradients(
+        self,
+        phase: str,
+        real: torch.Tensor | None,
+        z: torch.Tensor | None,
+        gain: float | torch.Tensor = 1.0,
+    ) -> dict[str, torch.Tensor]:
+        """Run ``phase`` on this micro-batch, backpropagate ``loss * gain``, return detached
+        statistics. ``real``: float images in [-1, 1] (unused by "Gmain"); ``z``: latents
+        (unused by "Dreg")."""
+        if phase == "Gmain":
+            return self._gmain(z, gain)
+        if phase == "Dmain":
+            return self._dmain(real, z, gain)
+        if phase == "Dreg":
+            return self._dreg(real, gain)
+        raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+
+    def _gmain(self, z: torch.Tensor, gain) -> dict[str, torch.Tensor]:
+        fake = self._run_G(z)
+        with _no_sync(self.D):
+            logits = self._run_D(self._aug(fake))
+        loss = F.softplus(-logits).mean()
+        self._backward(loss, gain, _trainable(self.G))
+        return {"loss/G": loss.detach(), "scores/fake": logits.detach().mean()}
+
+    def _dmain(self, real: torch.Tensor, z: torch.Tensor, gain) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            fake = self._run_G(z)
+        real = real.detach().float()
+        nr, nf = real.shape[0], fake.shape[0]
+        parts, sizes = [real, fake], [nr, nf]
+        if self.bcr_real > 0:
+            parts.append(real)
+            sizes.append(nr)
+        if self.bcr_fake > 0:
+            parts.append(fake)
+            sizes.append(nf)
+        logits = self._run_D(self._aug(torch.cat(parts)))  # one augment call, one D forward
+        split = list(logits.split(sizes))
+        lr, lf = split[0], split[1]
+        loss_real = F.softplus(-lr).mean()
+        loss_fake = F.softplus(lf).mean()
+        loss = loss_real + loss_fake
+        stats = {
+            "loss/D_real": loss_real.detach(),
+            "loss/D_fake": loss_fake.detach(),
+            "scores/real": lr.detach().mean(),
+            "scores/fake": lf.detach().mean(),
+        }
+        k = 2
+        if self.bcr_real > 0:
+            bcr_r = (lr - split[k]).square().mean()
+            loss = loss + self.bcr_real * bcr_r
+            stats["loss/bcr_real"] = bcr_r.detach()
+            k += 1
+        if self.bcr_fake > 0:
+            bcr_f = (lf - split[k]).square().mean()
+            loss = loss + self.bcr_fake * bcr_f
+            stats["loss/bcr_fake"] = bcr_f.detach()
+        if self.lecam_weight > 0:
+            lecam = self._lecam(lr, lf)
+            loss = loss + self.lecam_weight * lecam
+            stats["loss/lecam"] = lecam.detach()
+        self._backward(loss, gain, _trainable(self.D))
+        stats["loss/D"] = loss.detach()
+        return stats
+
+    def _lecam(self, lr: torch.Tensor, lf: torch.Tensor) -> torch.Tensor:
+        mr, mf = lr.detach().mean(), lf.detach().mean()
+        if self.lecam_real is None:
+            self.lecam_real, self.lecam_fake = mr.clone(), mf.clone()
+        else:
+            if self.lecam_real.device != mr.device:  # anchors restored from a CPU checkpoint
+                self.lecam_real = self.lecam_real.to(mr.device, torch.float32)
+                self.lecam_fake = self.lecam_fake.to(mr.device, torch.float32)
+            self.lecam_real.lerp_(mr, 1.0 - self.lecam_ema)
+            self.lecam_fake.lerp_(mf, 1.0 - self.lecam_ema)
+        return (F.relu(lr - self.lecam_fake).square().mean()
+                + F.relu(self.lecam_real - lf).square().mean())
+
+    def _dreg(self, real: torch.Tensor, gain) -> dict[str, torch.Tensor]:
+        if self.r1_gamma == 0:
+            return {}
+        x = real.detach().float().requires_grad_(True)
+        logits = self._run_D(self._aug(x))
+        (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+        r1 = grad.square().flatten(1).sum(1)  # (B,) ||grad_x D(x)||^2
+        penalty = r1 * (self.r1_gamma / 2 * self.r1_interval)
+        loss = (logits * 0 + penalty).mean()  # logits * 0: every D parameter gets a gradient
+        self._backward(loss, gain, _trainable(self.D))
+        return {"loss/r1": r1.detach().mean(), "loss/Dreg": loss.detach()}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """LeCam anchors (empty until the first D step with LeCam on)."""
+        if self.lecam_real is None:
+            return {}
+        return {"lecam_real": self.lecam_real.clone(), "lecam_fake": self.lecam_fake.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state:
+            self.lecam_real = state["lecam_real"].detach().clone()
+            self.lecam_fake = state["lecam_fake"].detach().clone()
+        else:
+            self.lecam_real = self.lecam_fake = None
