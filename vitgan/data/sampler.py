@@ -1,0 +1,155 @@
+"""An endless, resumable stream of uint8 batches, sharded across ranks.
+
+Order: epoch e visits a permutation of the dataset drawn from (seed, e), the same on every rank;
+rank r takes every world_size-th entry of it from position r (the first
+``len(ds) // world_size * world_size`` entries, so all ranks see equally many images and no image
+twice in an epoch). Batches run on across epoch ends, so a dataset smaller than a batch works.
+Batch b of the stream is a pure function of (seed, rank, world_size, b): a run resumed with
+``start=b`` sees exactly the batches it would have seen. Horizontal flips (``hflip=True``) flip
+each image with probability 1/2, drawn from (seed, rank, b) as well.
+
+In-memory datasets are batched by tensor indexing (moved once to ``device`` when the images fit
+in ``DEVICE_CACHE_LIMIT`` bytes); lazy ones through a DataLoader with worker processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import torch
+
+from vitgan.errors import UserError
+
+DEVICE_CACHE_LIMIT = 2 << 30  # bytes of in-memory images copied once to an accelerator
+
+
+def _seed(*parts) -> int:
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+class BatchStream:
+    """Iterator of uint8 (B, C, H, W) batches on ``device``; see the module docstring.
+
+    ``position`` is the number of batches produced (counting ``start``); save it in a checkpoint
+    and pass it back as ``start`` to resume.
+    """
+
+    def __init__(self, ds, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
+                 hflip: bool = False, device="cpu", start: int = 0, num_workers: int | None = None):
+        if batch_size < 1:
+            raise UserError(f"batch size must be positive, not {batch_size}")
+        if not 0 <= rank < world_size:
+            raise UserError(f"rank {rank} is outside world size {world_size}")
+        self.ds, self.batch_size, self.seed = ds, int(batch_size), int(seed)
+        self.rank, self.world_size, self.hflip = int(rank), int(world_size), bool(hflip)
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None and torch.cuda.is_available():
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.position = int(start)
+        self.shard_len = len(ds) // self.world_size
+        if self.shard_len == 0:
+            raise UserError(f"the dataset has {len(ds)} images, fewer than the {world_size} processes reading it")
+        self._epoch, self._shard = None, None
+        self._loader = None
+        self._images = None
+        if getattr(ds, "images", None) is not None:
+            images = ds.images
+            if self.device.type != "cpu" and images.numel() <= DEVICE_CACHE_LIMIT:
+                images = images.to(self.device)
+            self._images = images
+        else:
+            if num_workers is None:
+                try:
+                    cpus = len(os.sched_getaffinity(0))
+                except AttributeError:
+                    cpus = os.cpu_count() or 1
+                num_workers = max(1, min(8, cpus - 1))
+            self.num_workers = num_workers
+
+    # ------------------------------------------------------------------ order
+    def shard(self, epoch: int) -> torch.Tensor:
+        """This rank's dataset indices for ``epoch``, in visiting order."""
+        if self._epoch != epoch:
+            g = torch.Generator().manual_seed(_seed(self.seed, "epoch", epoch))
+            perm = torch.randperm(len(self.ds), generator=g)
+            self._shard = perm[self.rank :: self.world_size][: self.shard_len]
+            self._epoch = epoch
+        return self._shard
+
+    def indices(self, b: int) -> torch.Tensor:
+        """Dataset indices of batch ``b`` (0-based) of this rank's stream."""
+        out, pos, end = [], b * self.batch_size, (b + 1) * self.batch_size
+        while pos < end:
+            epoch, offset = divmod(pos, self.shard_len)
+            take = min(end - pos, self.shard_len - offset)
+            out.append(self.shard(epoch)[offset : offset + take])
+            pos += take
+        return torch.cat(out) if len(out) > 1 else out[0]
+
+    def flips(self, b: int) -> torch.Tensor:
+        """Boolean (B,) mask: which images of batch ``b`` are flipped."""
+        g = torch.Generator().manual_seed(_seed(self.seed, "flip", self.rank, b))
+        return torch.rand(self.batch_size, generator=g) < 0.5
+
+    # ------------------------------------------------------------------ iteration
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        b = self.position
+        if self._images is not None:
+            idx = self.indices(b)
+            x = self._images[idx.to(self._images.device)]
+        else:
+            x = next(self._lazy_iter())
+        if x.device != self.device:
+            if self.device.type == "cuda" and not x.is_pinned():
+                x = x.pin_memory()
+            x = x.to(self.device, non_blocking=True)
+        if self.hflip:
+            mask = self.flips(b).to(x.device)
+            x = torch.where(mask[:, None, None, None], x.flip(3), x)
+        self.position = b + 1
+        return x
+
+    def _lazy_iter(self):
+        if self._loader is None:
+            sampler = _BatchIndices(self, self.position)
+            loader = torch.utils.data.DataLoader(
+                self.ds, batch_sampler=sampler, num_workers=self.num_workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0,
+                prefetch_factor=4 if self.num_workers > 0 else None,
+            )
+            self._loader = iter(loader)
+        return self._loader
+
+    def close(self) -> None:
+        """Stop DataLoader workers (lazy datasets); iteration may continue afterwards."""
+        if self._loader is not None:
+            shutdown = getattr(self._loader, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            self._loader = None
+
+
+class _BatchIndices(torch.utils.data.Sampler):
+    def __init__(self, stream: BatchStream, start: int):
+        self.stream, self.start = stream, start
+
+    def __iter__(self):
+        b = self.start
+        while True:
+            yield self.stream.indices(b).tolist()
+            b += 1
+
+
+def infinite_batches(ds, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
+                     hflip: bool = False, device="cpu", start: int = 0,
+                     num_workers: int | None = None) -> BatchStream:
+    """Endless uint8 (B, C, H, W) batches of ``ds``: shuffled per epoch from ``seed``, rank
+    ``rank`` of ``world_size`` reading its own disjoint shard, optionally flipped; ``start``
+    skips that many batches (resume). Returns a ``BatchStream`` (an iterator)."""
+    return BatchStream(ds, batch_size, seed=seed, rank=rank, world_size=world_size, hflip=hflip,
+                       device=device, start=start, num_workers=num_workers)
