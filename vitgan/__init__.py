@@ -4,4 +4,15 @@ from vitgan.config import ABLATIONS, PRESETS, ModelConfig, get_preset, model_con
 
 __version__ = "0.1.0"
 
-__all__ = ["ModelConfig", "PRESETS", "ABLATIONS", "get_preset", "model_config", "__version__"]
+_LAZY = {"Generator": "vitgan.generator", "Discriminator": "vitgan.discriminator"}
+
+
+def __getattr__(name):  # import the models (and torch) only when asked: keeps the CLI fast
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vitgan' has no attribute {name!r}")
+
+
+__all__ = ["ModelConfig", "PRESETS", "ABLATIONS", "get_preset", "model_config", "Generator",
+           "Discriminator", "__version__"]

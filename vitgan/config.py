@@ -61,6 +61,7 @@ class ModelConfig:
     d_conv_kernel: int = 3
     # --- implementation (does not change the function computed, only how) ---
     fused_attention: bool = True     # scaled_dot_product_attention path; False = reference math
+    fused_inr: bool = True           # INR head as a few large matmuls; False = per-patch weights
 
     def __post_init__(self):
         self.validate()

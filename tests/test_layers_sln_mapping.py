@@ -1,0 +1,93 @@
+"""SLN and the mapping network."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from vitgan.config import model_config
+from vitgan.generator import Generator
+from vitgan.layers.mapping import EqualLinear, MappingNetwork, pixel_norm
+from vitgan.layers.sln import SLN
+
+
+def test_sln_with_unit_gamma_zero_beta_is_layernorm_without_affine():
+    sln = SLN(dim=24, w_dim=10)
+    with torch.no_grad():
+        sln.affine.weight.zero_()
+        sln.affine.bias.copy_(torch.cat([torch.ones(24), torch.zeros(24)]))
+    h, w = torch.randn(3, 7, 24) * 5 + 2, torch.randn(3, 10)
+    torch.testing.assert_close(sln(h, w), F.layer_norm(h, (24,)))
+
+
+def test_sln_is_affine_map_of_w_applied_to_normalised_tokens():
+    sln = SLN(dim=16, w_dim=8)
+    h, w = torch.randn(2, 5, 16), torch.randn(2, 8)
+    gamma, beta = (w @ sln.affine.weight.t() + sln.affine.bias).chunk(2, dim=-1)
+    mean, var = h.mean(-1, keepdim=True), h.var(-1, unbiased=False, keepdim=True)
+    expected = gamma[:, None] * (h - mean) / torch.sqrt(var + 1e-5) + beta[:, None]
+    torch.testing.assert_close(sln(h, w), expected, rtol=1e-5, atol=1e-5)
+    # at init gamma ~ 1, beta ~ 0 (for unit-RMS w)
+    g0, b0 = sln.affine(pixel_norm(torch.randn(256, 8))).chunk(2, dim=-1)
+    assert abs(g0.mean() - 1) < 0.05 and abs(b0.mean()) < 0.05 and 0.02 < g0.std() < 0.3
+
+
+def test_sln_different_w_give_different_outputs():
+    sln = SLN(dim=16, w_dim=8)
+    h = torch.randn(1, 5, 16).expand(2, -1, -1)
+    out = sln(h, torch.randn(2, 8))
+    assert (out[0] - out[1]).abs().max() > 1e-3
+
+
+def test_gradients_reach_the_mapping_network_through_sln():
+    G = Generator(model_config("tiny"))
+    G(torch.randn(2, G.cfg.z_dim)).square().mean().backward()
+    for name, p in G.mapping.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_generator_has_a_separate_sln_per_sublayer_and_a_final_one():
+    G = Generator(model_config("tiny"))
+    slns = [m for m in G.modules() if isinstance(m, SLN)]
+    assert len(slns) == 2 * G.cfg.g_depth + 1
+    assert len({id(m.affine.weight) for m in slns}) == len(slns)
+    assert isinstance(G.norm, SLN)
+
+
+def test_pixel_norm_and_equalised_lr():
+    z = torch.randn(5, 32) * 3
+    torch.testing.assert_close(pixel_norm(z).square().mean(-1), torch.ones(5), rtol=1e-5, atol=1e-6)
+    fc = EqualLinear(in_dim=64, out_dim=32, lr_mult=0.01, activation=False)
+    # stored weight is N(0, 1/lr^2); the effective weight lr/sqrt(in) * W has std 1/sqrt(in)
+    eff = fc.weight * fc.weight_gain
+    assert abs(eff.std().item() * math.sqrt(64) - 1) < 0.1
+    x = torch.randn(3, 64)
+    torch.testing.assert_close(fc(x), x @ eff.t() + fc.bias * 0.01)
+
+
+def test_mapping_network_shape_depth_and_unit_rms():
+    m = MappingNetwork(z_dim=32, w_dim=48, layers=4, lr_mult=0.01)
+    assert len(m.layers) == 4
+    w = m(torch.randn(512, 32))
+    assert w.shape == (512, 48)
+    assert 0.5 < w.square().mean().sqrt() < 2.0  # leaky ReLU gain sqrt(2) keeps unit RMS
+    ident = MappingNetwork(z_dim=16, w_dim=16, layers=0)
+    z = torch.randn(3, 16)
+    torch.testing.assert_close(ident(z), pixel_norm(z))
+
+
+def test_w_avg_tracks_w_in_training_and_truncation_pulls_to_it():
+    G = Generator(model_config("tiny"))
+    z = torch.randn(4, G.cfg.z_dim)
+    G.train()
+    G(z)
+    w = G.mapping(z)
+    torch.testing.assert_close(G.w_avg, 0.005 * w.mean(0).detach(), rtol=1e-4, atol=1e-7)
+    G.eval()
+    before = G.w_avg.clone()
+    x0 = G(torch.randn(3, G.cfg.z_dim), truncation_psi=0.0)
+    assert torch.equal(G.w_avg, before)  # not updated in eval mode
+    torch.testing.assert_close(x0, G.synthesis(G.w_avg.expand(3, -1)))
+    torch.testing.assert_close(x0[0], x0[2])
+    xh = G(z, truncation_psi=0.5)
+    torch.testing.assert_close(xh, G.synthesis(G.w_avg + 0.5 * (w - G.w_avg)))

@@ -1,0 +1,27 @@
+"""`vitgan info --preset NAME [--json] [--set key=value ...]`: the resolved architecture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="cifar10", help="model preset (default: cifar10)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a model config field, e.g. --set d_attention=dot (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitgan.config import apply_overrides, get_preset, parse_set
+
+    cfg = apply_overrides(get_preset(args.preset)["model"], parse_set(args.set), what="model option")
+    import torch
+
+    from vitgan.info import format_info, model_info
+
+    torch.manual_seed(0)
+    info = model_info(cfg)
+    print(json.dumps(info) if args.json else format_info(info, args.preset))
+    return 0

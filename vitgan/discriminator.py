@@ -1,0 +1,56 @@
+"""ViT-D, the ViTGAN discriminator (paper, section 3).
+
+    h_0 = [x_cls ; E x_1 ; ... ; E x_L] + E_pos       overlapping (P + 2o) patches, o = P/2
+    h'  = MSA(LN(h)) + h ;  h = MLP(LN(h')) + h'      pre-norm blocks, L2 attention (tied W_q = W_k)
+    D(x) = Linear(LN(h_L[cls]))                       one logit per image
+
+Every Linear and Conv layer is weight-normalised by ``cfg.d_norm`` (ISN by default). No dropout.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vitgan.config import ModelConfig
+from vitgan.layers.attention import Attention
+from vitgan.layers.block import Block, init_vit_
+from vitgan.layers.isn import apply_weight_norm
+from vitgan.layers.patch import PatchEmbedding
+from vitgan.layers.sln import LayerNorm
+
+
+class Discriminator(nn.Module):
+    """images (B, C, H, W) in [-1, 1] -> logits (B,)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        dim, tokens = cfg.d_dim, cfg.d_tokens
+        self.patch_embedding = PatchEmbedding(channels=cfg.channels, dim=dim, patch_size=cfg.d_patch,
+                                              overlap=cfg.d_overlap)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embedding = nn.Parameter(torch.zeros(1, 1 + tokens, dim))
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.pos_embedding, std=0.02)
+        conv_kernel = cfg.d_conv_kernel if cfg.d_conv_qkv else None
+        self.blocks = nn.ModuleList(
+            Block(dim=dim, mlp_dim=cfg.d_mlp_dim, norm=lambda: LayerNorm(dim),
+                  attention=Attention(dim=dim, heads=cfg.d_heads, kind=cfg.d_attention,
+                                      fused=cfg.fused_attention, conv_kernel=conv_kernel,
+                                      prefix_tokens=1))
+            for _ in range(cfg.d_depth))
+        self.norm = LayerNorm(dim)
+        self.head = nn.Linear(dim, 1)
+        init_vit_(self.head)
+        apply_weight_norm(self, cfg.d_norm)  # ISN / SN / none on every Linear and Conv
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embedding(images)                                  # (B, L, D)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embedding
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x[:, 0])).squeeze(-1)                 # Linear(LN(class token))
+
+
+__all__ = ["Discriminator"]

@@ -1,0 +1,80 @@
+"""ViT-G, the ViTGAN generator (paper, section 2).
+
+    w      = MLP(normalise(z))                        mapping network
+    h_0[i] = E_pos[i] = sin(Linear(p_i))              p_i: centre of patch i in [-1, 1]^2
+    h'     = MSA(SLN(h, w)) + h ;  h = MLP(SLN(h', w)) + h'      (L blocks, one SLN per sub-layer)
+    y      = SLN(h_L, w)
+    x      = tile_i f_{theta, y_i}(E_fou)             INR head: each token paints its P x P patch
+
+Ablations (``ModelConfig``): ``g_latent="tokens"`` feeds w as input tokens (Linear(w) added to
+E_pos) and uses LayerNorm with affine in place of SLN; ``g_head="linear"`` maps each token
+linearly to its P*P*C pixels; ``g_demodulate`` switches the INR's demodulation.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from vitgan.config import ModelConfig
+from vitgan.layers.attention import Attention
+from vitgan.layers.block import Block
+from vitgan.layers.inr import INRHead, LinearHead, SineEmbedding, grid_centres
+from vitgan.layers.mapping import MappingNetwork
+from vitgan.layers.sln import SLN, LayerNorm
+
+
+class Generator(nn.Module):
+    """z (B, z_dim) -> images (B, C, H, W), roughly in [-1, 1]."""
+
+    def __init__(self, cfg: ModelConfig, *, w_avg_beta: float = 0.995):
+        super().__init__()
+        self.cfg = cfg
+        dim, grid = cfg.g_dim, cfg.resolution // cfg.patch_size
+        self.grid, self.w_avg_beta = grid, w_avg_beta
+        self.mapping = MappingNetwork(z_dim=cfg.z_dim, w_dim=cfg.w_dim, layers=cfg.mapping_layers,
+                                      lr_mult=cfg.mapping_lr_mult)
+        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))          # for truncation
+        self.register_buffer("patch_centres", grid_centres(grid), persistent=False)  # (L, 2)
+        self.pos_embedding = SineEmbedding(out_dim=dim)                 # E_pos
+        if cfg.g_latent == "tokens":
+            self.latent_tokens = nn.Linear(cfg.w_dim, grid * grid * dim)
+            norm = lambda: LayerNorm(dim)  # noqa: E731
+        else:
+            self.latent_tokens = None
+            norm = lambda: SLN(dim=dim, w_dim=cfg.w_dim)  # noqa: E731
+        self.blocks = nn.ModuleList(
+            Block(dim=dim, mlp_dim=cfg.g_mlp_dim, norm=norm,
+                  attention=Attention(dim=dim, heads=cfg.g_heads, kind="dot", fused=cfg.fused_attention))
+            for _ in range(cfg.g_depth))
+        self.norm = norm()
+        if cfg.g_head == "inr":
+            self.head = INRHead(dim=dim, patch_size=cfg.patch_size, grid=grid, channels=cfg.channels,
+                                fourier_dim=cfg.fourier_dim, hidden=cfg.inr_hidden,
+                                demodulate=cfg.g_demodulate, fused=cfg.fused_inr)
+        else:
+            self.head = LinearHead(dim=dim, patch_size=cfg.patch_size, grid=grid, channels=cfg.channels)
+
+    def synthesis(self, w: torch.Tensor) -> torch.Tensor:
+        """w (B, w_dim) -> images (B, C, H, W)."""
+        with torch.autocast(w.device.type, enabled=False):  # keep the residual stream in fp32
+            h = self.pos_embedding(self.patch_centres).expand(w.shape[0], -1, -1)  # E_pos (B, L, D)
+        if self.latent_tokens is not None:
+            h = h + rearrange(self.latent_tokens(w), "b (l d) -> b l d", d=self.cfg.g_dim)
+        for block in self.blocks:
+            h = block(h, w)
+        return self.head(self.norm(h, w))                                 # y = SLN(h_L, w)
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, *,
+                update_w_avg: bool = True) -> torch.Tensor:
+        w = self.mapping(z)
+        if self.training and update_w_avg:  # w_avg <- beta * w_avg + (1 - beta) * mean(w)
+            with torch.no_grad():
+                self.w_avg.lerp_(w.detach().mean(0).to(self.w_avg.dtype), 1 - self.w_avg_beta)
+        if truncation_psi != 1:             # w <- w_avg + psi * (w - w_avg)
+            w = self.w_avg.to(w.dtype).lerp(w, truncation_psi)
+        return self.synthesis(w)
+
+
+__all__ = ["Generator"]

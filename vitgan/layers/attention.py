@@ -1,0 +1,106 @@
+"""Multi-head self-attention: dot-product (ViT-G) or L2 with tied query/key (ViT-D).
+
+    dot:  Attention_h(X) = softmax( X W_q (X W_k)^T / sqrt(d_h) ) X W_v
+    L2:   Attention_h(X) = softmax( -||X W_q - X W_k||^2 / sqrt(d_h) ) X W_v,   W_q = W_k
+          (Kim et al. 2021; ViTGAN section 3). One projection ``to_qk`` gives both q and k.
+
+Two paths compute the same function, chosen by ``fused``:
+  * reference: the formula written out with explicit matrix products and softmax;
+  * fused: ``F.scaled_dot_product_attention``. For L2, with q = k = X W_qk,
+        -||q_i - k_j||^2 = 2 q_i.k_j - ||k_j||^2 - ||q_i||^2
+    and the last term is constant over j, so it cancels in the softmax over j. Hence L2 attention
+    is dot-product attention on augmented vectors q'_i = [2 q_i, 1], k'_j = [k_j, -||k_j||^2]
+    (zero-padded to a multiple of 8 so that fused kernels apply), scale 1/sqrt(d_h).
+
+``conv_kernel`` (ICLR version, D only): a depthwise convolution over the token grid before the
+tied qk projection and another before the v projection; the first ``prefix_tokens`` tokens (the
+class token) bypass the convolutions. Q and K stay tied.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+KINDS = ("dot", "l2")
+
+
+def l2_attention_reference(qk: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """softmax(-||q_i - k_j||^2 * scale) v with q = k = ``qk``; (b, h, n, d) tensors."""
+    sq = (qk * qk).sum(-1)
+    # ||q_i - k_j||^2 = ||q_i||^2 + ||k_j||^2 - 2 q_i.k_j
+    dist2 = sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * qk @ qk.transpose(-1, -2)
+    return torch.softmax(-dist2 * scale, dim=-1) @ v
+
+
+def l2_attention_fused(qk: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """The same as ``l2_attention_reference`` through scaled_dot_product_attention."""
+    d = qk.shape[-1]
+    pad = -(d + 1) % 8
+    ones = qk.new_ones(qk.shape[:-1] + (1,))
+    zeros = qk.new_zeros(qk.shape[:-1] + (pad,))
+    q_aug = torch.cat([2 * qk, ones, zeros], dim=-1)                            # [2q, 1, 0..]
+    k_aug = torch.cat([qk, -(qk * qk).sum(-1, keepdim=True), zeros], dim=-1)   # [k, -|k|^2, 0..]
+    v_aug = F.pad(v, (0, 1 + pad))  # same head size for q, k, v: what flash kernels need
+    out = F.scaled_dot_product_attention(q_aug, k_aug, v_aug, scale=scale)
+    return out[..., :d]
+
+
+def dot_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float):
+    """softmax(q k^T * scale) v; (b, h, n, d) tensors."""
+    return torch.softmax(q @ k.transpose(-1, -2) * scale, dim=-1) @ v
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention on (B, N, dim) tokens, dot-product or L2 (tied W_q = W_k)."""
+
+    def __init__(self, *, dim: int, heads: int, kind: str = "dot", fused: bool = True,
+                 conv_kernel: int | None = None, prefix_tokens: int = 0):
+        super().__init__()
+        assert dim % heads == 0, f"heads={heads} must divide dim={dim}"
+        assert kind in KINDS, f"attention kind {kind!r} not in {KINDS}"
+        self.heads, self.kind, self.fused = heads, kind, fused
+        self.scale = (dim // heads) ** -0.5  # 1/sqrt(d_h), inside the softmax
+        self.prefix_tokens = prefix_tokens
+        # L2: one matrix W_qk for q and k (a bias would cancel in q_i - k_j). dot: [W_q | W_k].
+        self.to_qk = nn.Linear(dim, dim if kind == "l2" else 2 * dim, bias=False)
+        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+        self.conv_qk = self.conv_v = None
+        if conv_kernel:
+            self.conv_qk = nn.Conv2d(dim, dim, conv_kernel, padding=conv_kernel // 2, groups=dim, bias=False)
+            self.conv_v = nn.Conv2d(dim, dim, conv_kernel, padding=conv_kernel // 2, groups=dim, bias=False)
+
+    def _conv(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        """Depthwise conv over the token grid; prefix (class) tokens pass through unchanged."""
+        prefix, grid = x[:, :self.prefix_tokens], x[:, self.prefix_tokens:]
+        side = math.isqrt(grid.shape[1])
+        grid = rearrange(grid, "b (gh gw) d -> b d gh gw", gh=side, gw=side)
+        grid = rearrange(conv(grid), "b d gh gw -> b (gh gw) d")
+        return torch.cat([prefix, grid], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_qk = x_v = x
+        if self.conv_qk is not None:
+            x_qk, x_v = self._conv(self.conv_qk, x), self._conv(self.conv_v, x)
+        split = lambda t: rearrange(t, "b n (h d) -> b h n d", h=self.heads)  # noqa: E731
+        v = split(self.to_v(x_v))
+        if self.kind == "l2":
+            qk = split(self.to_qk(x_qk))
+            attend = l2_attention_fused if self.fused else l2_attention_reference
+            out = attend(qk, v, self.scale)
+        else:
+            q, k = map(split, self.to_qk(x_qk).chunk(2, dim=-1))
+            if self.fused:
+                out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+            else:
+                out = dot_attention_reference(q, k, v, self.scale)
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+
+
+__all__ = ["Attention", "KINDS", "l2_attention_reference", "l2_attention_fused",
+           "dot_attention_reference"]

@@ -1,0 +1,56 @@
+"""StyleGAN2 mapping network: w = MLP(normalise(z)) (paper, section 2).
+
+Pixel norm of z, then ``layers`` fully connected layers with leaky ReLU(0.2) and equalised
+learning rate: weights are stored as N(0, 1/lr_mult^2) and scaled at run time by
+lr_mult / sqrt(fan_in) (biases by lr_mult), so Adam's effective step is lr * lr_mult.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """x / sqrt(mean(x^2) + eps) over the feature dimension."""
+    return x * torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + eps)
+
+
+class EqualLinear(nn.Module):
+    """y = act((lr_mult / sqrt(in)) * W x + lr_mult * b); act = sqrt(2) * leaky_relu(0.2)."""
+
+    def __init__(self, *, in_dim: int, out_dim: int, lr_mult: float = 1.0, activation: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mult)
+        self.bias = nn.Parameter(torch.zeros(out_dim))
+        self.weight_gain = lr_mult / math.sqrt(in_dim)
+        self.bias_gain = lr_mult
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.bias_gain)
+        if self.activation:
+            x = F.leaky_relu(x, 0.2) * math.sqrt(2)  # gain sqrt(2) keeps unit RMS (StyleGAN2)
+        return x
+
+
+class MappingNetwork(nn.Module):
+    """z: (B, z_dim) -> w: (B, w_dim)."""
+
+    def __init__(self, *, z_dim: int, w_dim: int, layers: int = 8, lr_mult: float = 0.01):
+        super().__init__()
+        if layers == 0 and z_dim != w_dim:
+            from vitgan.errors import OptionError
+            raise OptionError(f"mapping_layers=0 needs z_dim == w_dim, got {z_dim} and {w_dim}")
+        dims = [z_dim] + [w_dim] * layers
+        self.layers = nn.Sequential(*[EqualLinear(in_dim=i, out_dim=o, lr_mult=lr_mult)
+                                      for i, o in zip(dims[:-1], dims[1:])])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.layers(pixel_norm(z))
+
+
+__all__ = ["pixel_norm", "EqualLinear", "MappingNetwork"]

@@ -1,0 +1,42 @@
+"""Self-modulated LayerNorm (paper, section 2) and a plain LayerNorm with the same call signature.
+
+    SLN(h, w) = gamma(w) * (h - mean(h)) / std(h) + beta(w)
+
+Statistics over each token's features; [gamma, beta] = A w + b is a learned affine map of w, one
+per SLN layer. At initialisation b = [1, 0] and A is small, so gamma ~ 1 and beta ~ 0 (SLN starts
+close to LayerNorm) while w already changes the output and receives gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SLN(nn.Module):
+    """h: (B, N, dim), w: (B, w_dim) -> (B, N, dim)."""
+
+    def __init__(self, *, dim: int, w_dim: int, init_std: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.affine = nn.Linear(w_dim, 2 * dim)
+        # for w of unit RMS (the mapping network's output): gamma = 1 +- init_std, beta = 0 +- init_std
+        nn.init.normal_(self.affine.weight, std=init_std / w_dim ** 0.5)
+        with torch.no_grad():
+            self.affine.bias.copy_(torch.cat([torch.ones(dim), torch.zeros(dim)]))
+
+    def forward(self, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.affine(w).unsqueeze(1).chunk(2, dim=-1)      # (B, 1, dim) each
+        # gamma(w) * (h - mean) / std + beta(w)
+        return torch.addcmul(beta, gamma, F.layer_norm(h, (self.dim,), eps=self.eps))
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm (with affine) taking an ignored ``w``, so blocks can swap it for SLN."""
+
+    def forward(self, h: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(h)
+
+
+__all__ = ["SLN", "LayerNorm"]
