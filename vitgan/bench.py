@@ -1,0 +1,216 @@
+"""Training-step benchmark: how fast is one step of the paper's recipe, and how close to the machine?
+
+Measures, after warm-up, the median over repeats of
+  * G forward (sampling, no grad),
+  * D forward + backward,
+  * one full D step (G forward, DiffAugment, logistic loss + bCR, backward, Adam),
+  * one full G step (G forward, DiffAugment, logistic loss, backward, Adam, EMA update),
+and reports images/s (batch / (D step + G step)), peak memory, the FLOPs of the full step counted
+with torch.utils.flop_counter, the machine's dense matmul rate measured in the same run and
+dtype, and their ratio (MFU).
+
+    vitgan bench --preset cifar10 --batch 32 --dtype bf16 [--compile] [--json]
+    python benchmarks/bench_train.py --preset cifar10 --batch 32 --reference   # the same, plain paths
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from vitgan.config import get_preset, parse_set, apply_overrides
+from vitgan.discriminator import Discriminator
+from vitgan.generator import Generator
+from vitgan.train.augment import DiffAugment
+from vitgan.train.ema import EMA
+from vitgan.train.loss import ViTGANLoss
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="cifar10")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--dtype", choices=list(DTYPES), default="fp32",
+                   help="autocast dtype of the forward passes (weights and optimiser stay fp32)")
+    p.add_argument("--compile", action="store_true", help="torch.compile G and D")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--reference", action="store_true",
+                   help="plain reference paths (explicit attention and per-patch INR math)")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model config value")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_ms(fn, device, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def matmul_peak_flops(device: torch.device, dtype: torch.dtype | None, repeats: int = 5) -> float:
+    """Dense matmul rate (FLOP/s) on a large square product in the benchmark's dtype."""
+    n = 8192 if device.type == "cuda" else 2048
+    dt = dtype or torch.float32
+    a = torch.randn(n, n, device=device, dtype=dt)
+    b = torch.randn(n, n, device=device, dtype=dt)
+    ms = _median_ms(lambda: torch.mm(a, b), device, repeats, warmup=2)
+    return 2 * n ** 3 / (ms / 1e3)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    # CPU: the process's peak resident set (includes Python and torch themselves).
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build(args):
+    preset = get_preset(args.preset)
+    cfg = apply_overrides(preset["model"], parse_set(args.set), what="model config key")
+    if args.reference:
+        cfg = cfg.replace(fused_attention=False, fused_inr=False)
+    device = torch.device(args.device)
+    G = Generator(cfg).to(device).train()
+    D = Discriminator(cfg).to(device).train()
+    ema = EMA(G)
+    g_step, d_step = G, D
+    if args.compile:
+        g_step, d_step = torch.compile(G), torch.compile(D)
+    dtype = DTYPES[args.dtype]
+    loss = ViTGANLoss(g_step, d_step, augment=DiffAugment(), autocast_dtype=dtype,
+                      device_type=device.type)
+    fused = device.type == "cuda"
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-3, betas=(0.0, 0.99), fused=fused or None,
+                             foreach=None if fused else True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.0, 0.99), fused=fused or None,
+                             foreach=None if fused else True)
+    return cfg, device, dtype, G, D, g_step, d_step, ema, loss, opt_g, opt_d
+
+
+def measure(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg, device, dtype, G, D, g_step, d_step, ema, loss, opt_g, opt_d = build(args)
+    B = args.batch
+    real = torch.rand(B, cfg.channels, cfg.resolution, cfg.resolution, device=device) * 2 - 1
+    z = torch.randn(B, cfg.z_dim, device=device)
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+
+    def g_forward():
+        with torch.no_grad(), autocast():
+            g_step(z)
+
+    def d_fwd_bwd():
+        with autocast():
+            out = d_step(real)
+        out.float().sum().backward()
+        D.zero_grad(set_to_none=True)
+
+    def d_full():
+        opt_d.zero_grad(set_to_none=True)
+        loss.accumulate_gradients("Dmain", real, z)
+        opt_d.step()
+
+    def g_full():
+        opt_g.zero_grad(set_to_none=True)
+        loss.accumulate_gradients("Gmain", real, z)
+        opt_g.step()
+        ema.update(G, batch_size=B)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    r, w = args.repeats, args.warmup
+    t_g_fwd = _median_ms(g_forward, device, r, w)
+    t_d_fb = _median_ms(d_fwd_bwd, device, r, w)
+    t_d_step = _median_ms(d_full, device, r, w)
+    t_g_step = _median_ms(g_full, device, r, w)
+    step_ms = t_d_step + t_g_step
+    mem = peak_memory_mb(device)
+
+    # FLOPs of one full step (D step + G step), counted on the eager modules.
+    loss_eager = ViTGANLoss(G, D, augment=DiffAugment(), autocast_dtype=dtype,
+                            device_type=device.type)
+    with FlopCounterMode(display=False) as counter:
+        loss_eager.accumulate_gradients("Dmain", real, z)
+        loss_eager.accumulate_gradients("Gmain", real, z)
+    G.zero_grad(set_to_none=True)
+    D.zero_grad(set_to_none=True)
+    step_flops = counter.get_total_flops()
+    peak = matmul_peak_flops(device, dtype)
+    achieved = step_flops / (step_ms / 1e3)
+    return {
+        "preset": args.preset, "batch": B, "dtype": args.dtype, "compile": args.compile,
+        "reference": args.reference, "device": str(device), "machine": machine_name(device),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "g_forward_ms": t_g_fwd, "d_fwd_bwd_ms": t_d_fb, "d_step_ms": t_d_step,
+        "g_step_ms": t_g_step, "step_ms": step_ms, "images_per_s": B / (step_ms / 1e3),
+        "peak_mem_mb": mem, "step_gflop": step_flops / 1e9,
+        "achieved_tflops": achieved / 1e12, "matmul_peak_tflops": peak / 1e12,
+        "mfu": achieved / peak,
+    }
+
+
+def machine_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def format_table(res: dict) -> str:
+    rows = [("G forward", f"{res['g_forward_ms']:.1f} ms"),
+            ("D forward+backward", f"{res['d_fwd_bwd_ms']:.1f} ms"),
+            ("D step (aug + bCR + Adam)", f"{res['d_step_ms']:.1f} ms"),
+            ("G step (aug + Adam + EMA)", f"{res['g_step_ms']:.1f} ms"),
+            ("full step (D + G)", f"{res['step_ms']:.1f} ms"),
+            ("images/s", f"{res['images_per_s']:.1f}"),
+            ("peak memory", f"{res['peak_mem_mb']:.0f} MB"),
+            ("FLOPs per step", f"{res['step_gflop']:.1f} GFLOP"),
+            ("achieved", f"{res['achieved_tflops'] * 1e3:.1f} GFLOP/s"),
+            ("matmul peak (same dtype)", f"{res['matmul_peak_tflops'] * 1e3:.1f} GFLOP/s"),
+            ("MFU", f"{res['mfu']:.2f}")]
+    head = (f"preset={res['preset']} batch={res['batch']} dtype={res['dtype']} "
+            f"compile={res['compile']} reference={res['reference']} device={res['machine']}")
+    width = max(len(k) for k, _ in rows)
+    return "\n".join([head] + [f"  {k:<{width}}  {v}" for k, v in rows])
+
+
+def report(args) -> int:
+    res = measure(args)
+    print(json.dumps(res) if args.json else format_table(res), flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return report(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
