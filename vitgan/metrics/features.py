@@ -1,0 +1,193 @@
+"""Inception features of a generator's samples or of a dataset, split across processes.
+
+Under ``torch.distributed`` (torchrun), sample ``i`` of ``n`` is handled by rank
+``i // ceil(n / world)``: each rank extracts a contiguous slice, and ``all_gather`` puts the
+features back in order on every rank, so results do not depend on the number of processes.
+Latents come from one CPU generator seeded with ``seed`` (``torch.randn(n, z_dim)``), sliced per
+rank, for the same reason.
+
+Generator images ([-1, 1] floats) become uint8 as StyleGAN2-ADA does it:
+``(x * 127.5 + 128).clamp(0, 255).to(torch.uint8)`` (``to_uint8``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from vitgan.metrics.stats_cache import FeatureSet, StatsCache, stats_key
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] -> uint8 in [0, 255] (StyleGAN2-ADA's conversion)."""
+    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size); (0, 1) when torch.distributed is not initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard(n: int, rank: int, world: int) -> range:
+    """The contiguous slice of ``range(n)`` that ``rank`` handles."""
+    per = math.ceil(n / world) if n else 0
+    return range(min(rank * per, n), min((rank + 1) * per, n))
+
+
+def _comm_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_gather_rows(local: torch.Tensor, n: int) -> torch.Tensor:
+    """Concatenate every rank's rows (rank order) into (n, ...) on the CPU, on every rank."""
+    rank, world = dist_info()
+    if world == 1:
+        return local
+    per = math.ceil(n / world)
+    padded = torch.zeros((per, *local.shape[1:]), dtype=local.dtype, device=_comm_device())
+    padded[: local.shape[0]] = local.to(padded.device)
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat(parts).cpu()[:n]
+
+
+def _all_ranks_agree(flag: bool) -> bool:
+    rank, world = dist_info()
+    if world == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def _progress(total: int, desc: str | None):
+    if desc is None or dist_info()[0] != 0:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
+
+
+def _run(extractor, batches, count: int, n: int, want_logits: bool, desc: str | None):
+    """Feed uint8 batches of this rank's slice (``count`` images) and gather ``n`` rows."""
+    feats, logits = [], []
+    bar = _progress(count, desc)
+    for images in batches:
+        if want_logits:
+            f, z = extractor.features_and_logits(images)
+            logits.append(z)
+        else:
+            f = extractor(images)
+        feats.append(f)
+        if bar is not None:
+            bar.update(images.shape[0])
+    if bar is not None:
+        bar.close()
+    f = torch.cat(feats) if feats else torch.zeros((0, 2048), dtype=torch.float64)
+    f = all_gather_rows(f, n)
+    z = None
+    if want_logits:
+        z = torch.cat(logits) if logits else torch.zeros((0, 1008), dtype=torch.float64)
+        z = all_gather_rows(z, n)
+    return f, z
+
+
+@torch.inference_mode()
+def generator_features(extractor, G, n: int, *, batch: int = 64, device="cpu", seed: int = 0,
+                       truncation_psi: float = 1.0, want_logits: bool = False,
+                       desc: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features (n, 2048) float64 (and logits) of ``n`` samples of ``G(z, truncation_psi)``."""
+    rank, world = dist_info()
+    mine = shard(n, rank, world)
+    z_dim = G.cfg.z_dim
+    z_all = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+    was_training = G.training
+    G.eval()  # no w_avg update, no dropout
+    try:
+        def batches():
+            for start in range(mine.start, mine.stop, batch):
+                z = z_all[start:min(start + batch, mine.stop)].to(device)
+                yield to_uint8(G(z, truncation_psi=truncation_psi))
+        return _run(extractor, batches(), len(mine), n, want_logits, desc)
+    finally:
+        G.train(was_training)
+
+
+def subset_indices(length: int, n: int, seed: int = 0) -> np.ndarray:
+    """Which images of a dataset to use: all when ``n >= length``, else a seeded random choice.
+
+    Datasets are often stored class by class (CIFAR-10's archive is), so the first ``n`` images
+    would cover a few classes only; a fixed random subset (sorted, for sequential reads) keeps
+    every class and is the same on every run.
+    """
+    if n >= length:
+        return np.arange(length)
+    return np.sort(np.random.default_rng(seed).permutation(length)[:n])
+
+
+def _dataset_batches(dataset, indices, batch: int):
+    images = getattr(dataset, "images", None)
+    for start in range(0, len(indices), batch):
+        idx = indices[start:start + batch]
+        if images is not None:
+            yield images[torch.as_tensor(idx, dtype=torch.long)]
+        else:
+            yield torch.stack([dataset[int(i)] for i in idx])
+
+
+def dataset_features(extractor, dataset, indices, *, batch: int = 64, want_logits: bool = False,
+                     desc: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features (len(indices), 2048) float64 (and logits) of ``dataset[indices]``."""
+    indices = np.asarray(indices)
+    rank, world = dist_info()
+    mine = shard(len(indices), rank, world)
+    local = indices[mine.start:mine.stop]
+    return _run(extractor, _dataset_batches(dataset, local, batch), len(local), len(indices),
+                want_logits, desc)
+
+
+def dataset_resolution(dataset) -> int | None:
+    res = getattr(dataset, "resolution", None)
+    if res is None and len(dataset):
+        res = int(dataset[0].shape[-1])
+    return res
+
+
+def dataset_feature_set(extractor, dataset, n: int, *, batch: int = 64, split: str | None = None,
+                        cache: StatsCache | None = None, want_logits: bool = False,
+                        selection_seed: int = 0, desc: str | None = None) -> FeatureSet:
+    """Features and statistics of ``min(n, len(dataset))`` images, through the disk cache.
+
+    The cache is used when ``cache`` is given and the dataset has a ``fingerprint``; the key is
+    (fingerprint, split, resolution, count, selection, network sha256). Only rank 0 writes.
+    """
+    indices = subset_indices(len(dataset), n, selection_seed)
+    fingerprint = getattr(dataset, "fingerprint", None)
+    key = None
+    if cache is not None and fingerprint:
+        split = split or getattr(dataset, "split", None) or "train"
+        key = stats_key(fingerprint=fingerprint, split=split, resolution=dataset_resolution(dataset),
+                        count=len(indices), network_sha=extractor.sha,
+                        selection="all" if len(indices) == len(dataset) else f"random{selection_seed}")
+    hit = cache.load(key, need_logits=want_logits) if key is not None else None
+    if key is not None and _all_ranks_agree(hit is not None):
+        return hit
+    feats, logits = dataset_features(extractor, dataset, indices, batch=batch,
+                                     want_logits=want_logits, desc=desc)
+    fs = FeatureSet.from_features(feats.numpy(), None if logits is None else logits.numpy())
+    if key is not None and dist_info()[0] == 0:
+        try:
+            cache.save(key, fs)
+        except OSError as err:  # read-only cache folder: the numbers are still right
+            print(f"vitgan: warning: could not write statistics cache {cache.dir}: {err}", file=sys.stderr)
+    return fs
