@@ -1,0 +1,130 @@
+"""`vitgan train`: resolve every option, check them, then hand one dict to the training loop.
+
+    vitgan train --preset tiny --data ../shared/data/cifar10-yk-jpeg.tar.gz --kimg 1 --out R
+    vitgan train --resume R --kimg 2                      # continue R up to 2 kimg
+    vitgan train --preset cifar10 --set lr=0.001 --set d_attention=dot --dry-run
+    torchrun --nproc_per_node 2 -m vitgan train --preset tiny ...   # data parallel
+
+Options are resolved preset -> flags -> ``--set key=value`` (training keys of
+``vitgan.train.options.TrainConfig`` and model keys of ``vitgan.config.ModelConfig``); any bad
+value stops here with one line and exit code 2, before anything is written. ``--out DIR`` is the
+run folder itself and must be new or empty; without it runs go to ``runs/<NNNNN>-<preset>-<data>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from vitgan.config import parse_set, preset_names
+from vitgan.errors import OptionError, UserError
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--preset", metavar="NAME", default=None,
+                   help=f"model and training preset: {', '.join(preset_names())} (default: cifar10)")
+    p.add_argument("--data", metavar="PATH", default=None,
+                   help="cifar10, celeba, lsun-bedroom, or an image folder / .zip / .tar[.gz] / .npz "
+                        "(default: the preset's)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="the run folder (new or empty); default runs/<NNNNN>-<preset>-<data>")
+    p.add_argument("--kimg", type=float, default=None, help="training length in thousands of real images")
+    p.add_argument("--batch", type=int, default=None, help="global batch size (over all processes)")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run in DIR from its last complete checkpoint")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a training or model option (repeatable), e.g. --set lr=0.001")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved options as JSON and exit")
+
+
+def resolve(args) -> tuple[dict, bool]:
+    """Return (options with run_dir, resume?) or raise OptionError / UserError; writes nothing."""
+    from vitgan.train.options import TrainConfig, resolve_options, split_overrides
+    from vitgan.train.run_dir import check_new_run_dir, default_run_dir, read_options
+
+    pairs = parse_set(args.set)
+    if args.kimg is not None and not args.kimg > 0:
+        raise OptionError(f"--kimg must be > 0, got {args.kimg}")
+    if args.batch is not None and args.batch <= 0:
+        raise OptionError(f"--batch must be a positive integer, got {args.batch}")
+    data = _abs_if_path(args.data)
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = read_options(run_dir)
+        if args.preset is not None and args.preset != saved["preset"]:
+            raise OptionError(f"--preset {args.preset} does not match the run's preset "
+                              f"{saved['preset']}; leave --preset out when resuming")
+        if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
+            raise OptionError("--out and --resume name different folders; a resumed run stays in its folder")
+        train_pairs, model_pairs = split_overrides(pairs)
+        if model_pairs:
+            raise OptionError(f"cannot change model option(s) {', '.join(model_pairs)} of an "
+                              f"existing run; start a new run instead")
+        from dataclasses import replace
+
+        from vitgan.config import apply_overrides
+
+        cfg = TrainConfig.from_dict(saved["train"])
+        flags = {k: v for k, v in (("data", data), ("kimg", args.kimg), ("batch", args.batch)) if v is not None}
+        cfg = apply_overrides(replace(cfg, **flags), train_pairs, what="training option")
+        cfg.validate()
+        cfg.check_batch(_world_size())
+        options = {"preset": saved["preset"], "train": cfg.to_dict(), "model": saved["model"]}
+        options["run_dir"] = str(run_dir.resolve())
+        return _stamp(options), True
+    preset = args.preset or "cifar10"
+    options = resolve_options(preset, data=data, kimg=args.kimg, batch=args.batch, overrides=pairs)
+    TrainConfig.from_dict(options["train"]).check_batch(_world_size())
+    options["train"]["data"] = _abs_if_path(options["train"]["data"])
+    out = Path(args.out) if args.out else default_run_dir("runs", preset, options["train"]["data"])
+    check_new_run_dir(out)
+    options["run_dir"] = str(out.resolve())
+    return _stamp(options), False
+
+
+def _abs_if_path(data: str | None) -> str | None:
+    if data is not None and os.path.exists(data):
+        return os.path.abspath(data)
+    return data
+
+
+def _world_size() -> int:
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        raise UserError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
+
+
+def _stamp(options: dict) -> dict:
+    import vitgan
+
+    options["world_size"] = _world_size()
+    options["vitgan_version"] = vitgan.__version__
+    options["command"] = " ".join(["vitgan"] + sys.argv[1:]) if sys.argv else "vitgan train"
+    return options
+
+
+def run(args) -> int:
+    options, resume = resolve(args)
+    if args.dry_run:
+        print(json.dumps(options, indent=2))
+        return 0
+    from vitgan.train.loop import training_loop
+
+    try:
+        return training_loop(options, resume=resume)
+    except UserError:
+        raise
+    except OSError as err:  # anything not already named more precisely
+        where = f" ({err.filename})" if err.filename else ""
+        raise UserError(f"{err.strerror or err}{where}") from None
+    except MemoryError:
+        raise UserError("out of memory; lower the per-process batch with --set batch_gpu=N "
+                        "(gradient accumulation keeps the global batch)") from None
+    except RuntimeError as err:
+        if "out of memory" in str(err).lower():
+            raise UserError("out of device memory; lower the per-process batch with "
+                            "--set batch_gpu=N (gradient accumulation keeps the global batch)") from None
+        raise

@@ -1,0 +1,343 @@
+"""Checkpoints: safetensors weights + a weights-only training state, written atomically.
+
+A checkpoint of a run at ``nimg`` images is three files in ``<run>/checkpoints/``::
+
+    ckpt-<nimg>.safetensors   G, D and G_ema weights ("G.", "D.", "G_ema." prefixes); the model
+                              config JSON, kimg and step in the safetensors metadata
+    ckpt-<nimg>.pt            training state (optimisers, EMA meta, RNG states, data position,
+                              kimg, step): plain tensors / numbers / strings only, saved with
+                              torch.save and read with torch.load(weights_only=True) ONLY
+    ckpt-<nimg>.json          the manifest, written last: size and sha256 of the two files
+
+``<nimg>`` is the number of real images shown so far, 12 digits (exact, sorts by time). Each file is written to a temporary
+name in the same folder, flushed, fsynced and renamed over its final name, and the folder is
+fsynced; the manifest is the "complete" marker, so a checkpoint whose manifest is missing, or
+whose files do not match it, is never read: loading falls back to the previous one. The last
+``keep`` checkpoints are kept; permanent ``network-snapshot-<kimg:06d>.safetensors`` files in the
+run folder (hard links to the weights, or copies) are what users share and sample from.
+
+A model is rebuilt from a checkpoint alone: ``ModelConfig.from_dict`` of the metadata plus the
+weights (``load_generator``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import re
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from vitgan.config import ModelConfig
+from vitgan.errors import UserError
+
+FORMAT = "vitgan-checkpoint-v1"
+CKPT_DIR = "checkpoints"
+_CKPT_RE = re.compile(r"^ckpt-(\d{12})\.json$")
+_SNAP_RE = re.compile(r"^network-snapshot-(\d+)\.safetensors$")
+MODULES = ("G", "D", "G_ema")
+
+
+# ------------------------------------------------------------------------------ atomic files
+def fsync_dir(path: str | os.PathLike) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------ names
+def ckpt_paths(run_dir: str | os.PathLike, nimg: int) -> dict[str, Path]:
+    stem = f"ckpt-{int(nimg):012d}"
+    folder = Path(run_dir) / CKPT_DIR
+    return {"weights": folder / f"{stem}.safetensors", "state": folder / f"{stem}.pt",
+            "manifest": folder / f"{stem}.json"}
+
+
+def snapshot_path(run_dir: str | os.PathLike, nimg: int) -> Path:
+    return Path(run_dir) / f"network-snapshot-{nimg // 1000:06d}.safetensors"
+
+
+# ------------------------------------------------------------------------------ save
+def weights_bytes(modules: dict[str, torch.nn.Module], model_cfg: ModelConfig, **meta) -> bytes:
+    """safetensors bytes of the modules' state dicts ("<name>.<key>") + metadata."""
+    from safetensors.torch import save
+
+    tensors = {}
+    for name, module in modules.items():
+        for key, value in module.state_dict().items():
+            # clone: safetensors refuses shared storage (tied parameters), and wants contiguous
+            tensors[f"{name}.{key}"] = value.detach().to("cpu", copy=True).contiguous()
+    metadata = {"format": FORMAT, "model_config": json.dumps(model_cfg.to_dict()),
+                **{k: str(v) for k, v in meta.items()}}
+    return save(tensors, metadata=metadata)
+
+
+def save_checkpoint(run_dir: str | os.PathLike, *, modules: dict[str, torch.nn.Module],
+                    model_cfg: ModelConfig, state: dict, nimg: int, step: int,
+                    keep: int = 2, snapshot: bool = False) -> Path:
+    """Write one complete checkpoint (weights, state, manifest last); prune old ones.
+
+    Returns the manifest path. Raises OSError (disk full, permission) with nothing half-visible.
+    """
+    paths = ckpt_paths(run_dir, nimg)
+    paths["manifest"].parent.mkdir(parents=True, exist_ok=True)
+    wbytes = weights_bytes(modules, model_cfg, kimg=nimg / 1000, nimg=nimg, step=step)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    sbytes = buf.getvalue()
+    atomic_write_bytes(paths["weights"], wbytes)
+    atomic_write_bytes(paths["state"], sbytes)
+    manifest = {
+        "format": FORMAT, "kimg": nimg / 1000, "nimg": nimg, "step": step, "time": time.time(),
+        "files": {
+            "weights": {"name": paths["weights"].name, "bytes": len(wbytes),
+                        "sha256": hashlib.sha256(wbytes).hexdigest()},
+            "state": {"name": paths["state"].name, "bytes": len(sbytes),
+                      "sha256": hashlib.sha256(sbytes).hexdigest()},
+        },
+    }
+    atomic_write_text(paths["manifest"], json.dumps(manifest, indent=2))
+    if snapshot:
+        _link_or_copy(paths["weights"], snapshot_path(run_dir, nimg))
+    prune(run_dir, keep)
+    return paths["manifest"]
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(dst.parent)
+
+
+def prune(run_dir: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints (manifest first, then files)."""
+    manifests = list_manifests(run_dir)
+    for m in manifests[keep:]:
+        files = [m.with_suffix(".safetensors"), m.with_suffix(".pt")]
+        m.unlink(missing_ok=True)
+        for f in files:
+            f.unlink(missing_ok=True)
+    # leftovers of a save that was killed (temporary files, files without a manifest)
+    ckdir = Path(run_dir) / CKPT_DIR
+    names = {m.stem for m in manifests[:keep]}
+    newest = manifests[0].stem if manifests else None
+    for f in ckdir.iterdir() if ckdir.is_dir() else []:
+        if f.name.startswith(".") and ".tmp-" in f.name:
+            f.unlink(missing_ok=True)
+        elif f.suffix in (".safetensors", ".pt") and f.stem not in names and newest and f.stem < newest:
+            f.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------ find / verify
+def list_manifests(run_dir: str | os.PathLike) -> list[Path]:
+    """Manifest files of a run, newest first."""
+    ckdir = Path(run_dir) / CKPT_DIR
+    if not ckdir.is_dir():
+        return []
+    return sorted((p for p in ckdir.iterdir() if _CKPT_RE.match(p.name)), reverse=True)
+
+
+def verify(manifest_path: str | os.PathLike) -> dict:
+    """Return the manifest if every file it names exists with its size and sha256; else raise."""
+    manifest_path = Path(manifest_path)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = manifest["files"]
+        for role in ("weights", "state"):
+            entry = files[role]
+            path = manifest_path.parent / entry["name"]
+            if not path.is_file():
+                raise ValueError(f"{entry['name']} is missing")
+            if path.stat().st_size != entry["bytes"]:
+                raise ValueError(f"{entry['name']} has {path.stat().st_size} bytes, expected {entry['bytes']}")
+            if sha256_file(path) != entry["sha256"]:
+                raise ValueError(f"{entry['name']} does not match its checksum")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {manifest_path} is incomplete or damaged: {err}") from None
+    manifest["_dir"] = str(manifest_path.parent)
+    return manifest
+
+
+class CheckpointError(UserError):
+    pass
+
+
+def latest_valid(run_dir: str | os.PathLike, log=print) -> dict | None:
+    """The newest checkpoint of ``run_dir`` that verifies (warning about any skipped), or None."""
+    for m in list_manifests(run_dir):
+        try:
+            return verify(m)
+        except CheckpointError as err:
+            log(f"warning: {err}; trying an older one")
+    return None
+
+
+def quarantine_newer(run_dir: str | os.PathLike, manifest: dict | None, log=print) -> None:
+    """Rename the manifests of damaged checkpoints newer than ``manifest`` to ``*.json.damaged``
+    (kept for inspection, never read or counted again) before a resumed run writes new ones."""
+    newest = int(manifest["nimg"]) if manifest else -1
+    for m in list_manifests(run_dir):
+        if int(_CKPT_RE.match(m.name).group(1)) > newest:
+            os.replace(m, m.with_name(m.name + ".damaged"))
+            log(f"note: set aside the damaged checkpoint {m.name} (renamed to {m.name}.damaged)")
+
+
+# ------------------------------------------------------------------------------ load
+def load_state(path: str | os.PathLike) -> dict:
+    """torch.load with weights_only=True; anything that needs code to unpickle is refused."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"refusing to load {path}: it is not a weights-only checkpoint and "
+                        f"unpickling it could run code ({first[:200]})") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+    """Read a vitgan safetensors file -> ({"G": sd, "D": sd, "G_ema": sd}, metadata)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        flat = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise UserError(f"cannot read {path}: not a complete safetensors file ({err})") from None
+    if metadata.get("format") != FORMAT or "model_config" not in metadata:
+        raise UserError(f"{path} is a safetensors file but not a vitgan checkpoint "
+                        f"(no model_config in its metadata)")
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        module, _, rest = key.partition(".")
+        out.setdefault(module, {})[rest] = value
+    return out, metadata
+
+
+def model_config_from(metadata: dict) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(json.loads(metadata["model_config"]))
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"checkpoint model config is unreadable: {err}") from None
+
+
+def resolve_weights_path(path: str | os.PathLike, log=print) -> Path:
+    """A run folder, manifest, or weights file -> the safetensors file to read (verified)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; give a run folder or a .safetensors checkpoint")
+    if path.is_dir():
+        manifest = latest_valid(path, log=log)
+        if manifest is not None:
+            return Path(manifest["_dir"]) / manifest["files"]["weights"]["name"]
+        snaps = sorted(p for p in path.iterdir() if _SNAP_RE.match(p.name))
+        if snaps:
+            return snaps[-1]
+        raise UserError(f"no complete checkpoint in {path} (looked for {CKPT_DIR}/ckpt-*.json and "
+                        f"network-snapshot-*.safetensors)")
+    if path.suffix == ".json":
+        manifest = verify(path)
+        return Path(manifest["_dir"]) / manifest["files"]["weights"]["name"]
+    if path.suffix == ".safetensors":
+        manifest = path.with_suffix(".json")
+        if manifest.is_file() and _CKPT_RE.match(manifest.name):
+            verify(manifest)
+        return path
+    return path
+
+
+def build_generator(cfg: ModelConfig, state_dict: dict, device="cpu"):
+    from vitgan.generator import Generator
+
+    G = Generator(cfg)
+    try:
+        G.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:
+        raise UserError(f"checkpoint weights do not match the generator its config describes: "
+                        f"{str(err).splitlines()[0]}") from None
+    return G.to(device).eval().requires_grad_(False)
+
+
+def load_generator(path: str | os.PathLike, device="cpu", log=print):
+    """Return (G_ema in eval mode, ModelConfig) from a run folder (newest valid checkpoint),
+    a ``ckpt-*.json`` manifest, a ``.safetensors`` checkpoint or snapshot, or a weights-only
+    ``torch.save`` file holding {"model_config": dict, "G_ema": state_dict}."""
+    wpath = resolve_weights_path(path, log=log)
+    if wpath.suffix == ".safetensors":
+        weights, metadata = load_weights(wpath)
+        cfg = model_config_from(metadata)
+        sd = weights.get("G_ema") or weights.get("G")
+        if sd is None:
+            raise UserError(f"{wpath} holds no generator weights (G_ema or G)")
+        return build_generator(cfg, sd, device), cfg
+    obj = load_state(wpath)  # refuses pickles that need code
+    if not (isinstance(obj, dict) and isinstance(obj.get("model_config"), dict)
+            and isinstance(obj.get("G_ema") or obj.get("G"), dict)):
+        raise UserError(f"{wpath} is not a vitgan checkpoint; give a run folder or a .safetensors file")
+    try:
+        cfg = ModelConfig.from_dict(obj["model_config"])
+    except UserError as err:
+        raise UserError(f"{wpath}: {err}") from None
+    return build_generator(cfg, obj.get("G_ema") or obj.get("G"), device), cfg
+
+
+__all__ = ["save_checkpoint", "latest_valid", "quarantine_newer", "verify", "list_manifests", "load_state",
+           "load_weights", "load_generator", "model_config_from", "atomic_write_bytes",
+           "atomic_write_text", "snapshot_path", "ckpt_paths", "CheckpointError"]

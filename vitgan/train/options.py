@@ -1,0 +1,219 @@
+"""Training options as data: one dataclass whose defaults are the paper's recipe.
+
+``vitgan train`` resolves a preset's model and training defaults, the command-line flags and
+every ``--set key=value`` into one plain dict (``resolve_options``), writes it to the run
+folder as ``training_options.json`` and hands it to ``training_loop``. A run can be read back
+and repeated from that file alone (stylegan2-ada style). Time is counted in kimg (thousands of
+real images shown to D) everywhere: length, EMA half-life, tick, snapshot, grid and metric
+intervals, so nothing depends on the batch size or on the number of processes.
+
+Recipe (``../shared/spec/vitgan-paper.md`` section 4): non-saturating logistic loss, DiffAugment
+(translation, colour, cutout, scaling, p = 0.8 each) on everything D sees, bCR with
+lambda_real = lambda_fake = 10, no R1, no LeCam, Adam(beta1 = 0, beta2 = 0.99, lr = 0.002) for
+both players, batch 128, an EMA of G for samples and metrics. The EMA half-life (500 kimg with a
+ramp-up of 0.05, i.e. the half-life is at most 5% of the images seen so far) is stylegan2-ada's
+CIFAR setting; the paper does not state one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from vitgan.config import ModelConfig, apply_overrides, field_names, get_preset
+from vitgan.errors import OptionError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+NAN_POLICIES = ("stop", "rollback")
+AUGMENT_OPS = ("translation", "color", "cutout", "scale")
+
+
+@dataclass
+class TrainConfig:
+    """Every training option. Defaults = the paper's recipe; a preset may override some."""
+
+    # --- data ---
+    data: str = "cifar10"            # cifar10 | celeba | lsun-bedroom | a folder / archive / .npz
+    split: str = "train"
+    max_images: int | None = None    # use only the first N images (None: all)
+    hflip: bool = False              # random horizontal flips of the real images
+    workers: int | None = None       # DataLoader workers for datasets not held in memory (None: auto)
+    # --- length and batch (time is in kimg = thousands of real images shown to D) ---
+    kimg: float = 100000.0           # total length (stylegan2-ada's CIFAR length)
+    batch: int = 128                 # global batch, over all processes
+    batch_gpu: int = 0               # per-process micro-batch; 0 = batch / world size (no accumulation)
+    # --- optimiser (Adam for both players) ---
+    lr: float = 0.002
+    g_lr: float | None = None        # None: lr
+    d_lr: float | None = None        # None: lr
+    beta1: float = 0.0
+    beta2: float = 0.99
+    lr_warmup_kimg: float = 0.0      # linear lr warm-up from 0 over this many kimg (0: off)
+    # --- EMA of G (samples and metrics always come from it) ---
+    ema_kimg: float = 500.0          # half-life in kimg
+    ema_rampup: float | None = 0.05  # half-life <= ema_rampup * kimg so far (None: off)
+    # --- loss and regularisers ---
+    bcr_real: float = 10.0           # bCR lambda_real
+    bcr_fake: float = 10.0           # bCR lambda_fake
+    r1_gamma: float = 0.0            # lazy R1 weight (0: off, as in the paper)
+    r1_interval: int = 16            # R1 every N steps, scaled by N (lazy regularisation)
+    lecam_weight: float = 0.0        # LeCam weight (0: off, as in the paper)
+    # --- DiffAugment ---
+    augment: str = "translation,color,cutout,scale"   # comma list of ops; "" or "none": off
+    augment_p: float = 0.8           # probability of each op, per image
+    # --- intervals (kimg) ---
+    tick_kimg: float = 4.0           # progress line, stats.jsonl row, NaN check
+    ckpt_kimg: float = 20.0          # rolling resume checkpoint (the last `keep_ckpt` are kept)
+    snap_kimg: float = 500.0         # permanent network-snapshot-<kimg>.safetensors
+    image_kimg: float = 50.0         # fakes<kimg>.png grid from fixed latents
+    metrics_kimg: float = 0.0        # metrics on G_ema every N kimg (0: off)
+    keep_ckpt: int = 2               # rolling checkpoints kept (>= 2 so a damaged one has a fallback)
+    # --- metrics ---
+    metrics: list[str] = field(default_factory=lambda: ["fid"])
+    metrics_n: int = 10000           # generated samples per metric evaluation
+    metrics_batch: int = 64
+    # --- samples ---
+    grid: int = 8                    # the fixed-latent grid is grid x grid images
+    # --- numerics and speed ---
+    seed: int = 0
+    precision: str = "fp32"          # fp32 | bf16 (CPU or CUDA autocast) | fp16 (CUDA, GradScaler)
+    compile: bool = False            # torch.compile G and D
+    deterministic: bool = False      # torch.use_deterministic_algorithms + no TF32
+    device: str = "auto"             # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
+    # --- when things go wrong ---
+    nan_policy: str = "stop"         # stop | rollback (reload the last checkpoint, lr *= nan_lr_mult)
+    nan_lr_mult: float = 0.5
+    nan_max_rollbacks: int = 3
+
+    # ---------------------------------------------------------------- checks
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise OptionError(f"precision={self.precision!r} is not valid; choose one of "
+                              + ", ".join(PRECISIONS))
+        if self.nan_policy not in NAN_POLICIES:
+            raise OptionError(f"nan_policy={self.nan_policy!r} is not valid; choose one of "
+                              + ", ".join(NAN_POLICIES))
+        for op in augment_ops(self.augment):
+            if op not in AUGMENT_OPS:
+                raise OptionError(f"augment op {op!r} is not valid; use a comma list of "
+                                  + ", ".join(AUGMENT_OPS) + " (or 'none')")
+        if not 0.0 <= self.augment_p <= 1.0:
+            raise OptionError(f"augment_p must be in [0, 1], got {self.augment_p}")
+        for name in ("batch", "r1_interval", "grid", "keep_ckpt", "metrics_n", "metrics_batch"):
+            if getattr(self, name) <= 0:
+                raise OptionError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.keep_ckpt < 2:
+            raise OptionError(f"keep_ckpt must be >= 2 (a damaged checkpoint needs a fallback), "
+                              f"got {self.keep_ckpt}")
+        if self.batch_gpu < 0:
+            raise OptionError(f"batch_gpu must be >= 0 (0: batch / world size), got {self.batch_gpu}")
+        if self.kimg <= 0:
+            raise OptionError(f"kimg must be > 0, got {self.kimg}")
+        for name in ("tick_kimg", "ckpt_kimg", "snap_kimg", "image_kimg"):
+            if getattr(self, name) <= 0:
+                raise OptionError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("metrics_kimg", "lr_warmup_kimg", "ema_kimg", "bcr_real", "bcr_fake",
+                     "r1_gamma", "lecam_weight"):
+            if getattr(self, name) < 0:
+                raise OptionError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "g_lr", "d_lr"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise OptionError(f"{name} must be > 0, got {v}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise OptionError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.ema_rampup is not None and self.ema_rampup <= 0:
+            raise OptionError(f"ema_rampup must be > 0 or none, got {self.ema_rampup}")
+        if not 0.0 < self.nan_lr_mult < 1.0:
+            raise OptionError(f"nan_lr_mult must be in (0, 1), got {self.nan_lr_mult}")
+        if self.workers is not None and self.workers < 0:
+            raise OptionError(f"workers must be >= 0 or none, got {self.workers}")
+        if self.max_images is not None and self.max_images <= 0:
+            raise OptionError(f"max_images must be a positive integer or none, got {self.max_images}")
+        if self.metrics:
+            from vitgan.metrics.evaluate import parse_metrics  # raises OptionError on unknown names
+
+            parse_metrics(self.metrics)
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise OptionError(f"device={dev!r} is not valid; choose auto, cpu, cuda or cuda:N")
+
+    def check_batch(self, world_size: int) -> tuple[int, int]:
+        """Return (per-process micro-batch, accumulation rounds) or raise OptionError."""
+        if self.batch % world_size:
+            raise OptionError(f"batch={self.batch} is not divisible by the world size {world_size}; "
+                              f"use a multiple of {world_size}")
+        per_rank = self.batch // world_size
+        micro = self.batch_gpu or per_rank
+        if micro > per_rank or per_rank % micro:
+            divs = [d for d in range(1, per_rank + 1) if per_rank % d == 0]
+            raise OptionError(f"batch_gpu={self.batch_gpu} must divide the per-process batch "
+                              f"{per_rank} (= batch / world size); use one of "
+                              + ", ".join(map(str, divs)))
+        return micro, per_rank // micro
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        unknown = sorted(set(data) - set(field_names(cls)))
+        if unknown:
+            raise OptionError(f"unknown training option(s) {', '.join(unknown)}; valid keys: "
+                              + ", ".join(field_names(cls)))
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
+
+
+def augment_ops(policy: str) -> list[str]:
+    if policy.strip().lower() in ("", "none", "off"):
+        return []
+    return [op.strip() for op in policy.split(",") if op.strip()]
+
+
+def split_overrides(pairs: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Split ``--set`` pairs into (TrainConfig pairs, ModelConfig pairs); unknown keys raise."""
+    train_keys, model_keys = set(field_names(TrainConfig)), set(field_names(ModelConfig))
+    train, model = {}, {}
+    for key, value in pairs.items():
+        if key in train_keys:
+            train[key] = value
+        elif key in model_keys:
+            model[key] = value
+        else:
+            raise OptionError(
+                f"unknown option {key!r} in --set; training keys: {', '.join(field_names(TrainConfig))}; "
+                f"model keys: {', '.join(field_names(ModelConfig))}")
+    return train, model
+
+
+def resolve_options(preset: str, *, data: str | None = None, kimg: float | None = None,
+                    batch: int | None = None, overrides: dict[str, str] | None = None) -> dict:
+    """Preset -> flags -> ``--set``: return {"preset", "train": TrainConfig dict, "model": dict}.
+
+    Raises OptionError (exit code 2) for any bad value; touches no file.
+    """
+    p = get_preset(preset)
+    train_defaults = dict(p["train"])
+    unknown = sorted(set(train_defaults) - set(field_names(TrainConfig)))
+    if unknown:  # a preset naming a key the trainer does not know is a bug, say so clearly
+        raise OptionError(f"preset {preset!r} sets unknown training option(s) {', '.join(unknown)}")
+    cfg = TrainConfig(**train_defaults)
+    flags = {k: v for k, v in (("data", data), ("kimg", kimg), ("batch", batch)) if v is not None}
+    cfg = dataclasses.replace(cfg, **flags)
+    train_pairs, model_pairs = split_overrides(overrides or {})
+    cfg = apply_overrides(cfg, train_pairs, what="training option")
+    model = apply_overrides(p["model"], model_pairs, what="model option")  # re-validates
+    cfg.validate()
+    return {"preset": preset, "train": cfg.to_dict(), "model": model.to_dict()}
+
+
+def dumps(options: dict) -> str:
+    return json.dumps(options, indent=2, sort_keys=False)
+
+
+__all__ = ["TrainConfig", "PRECISIONS", "NAN_POLICIES", "AUGMENT_OPS", "augment_ops",
+           "split_overrides", "resolve_options", "dumps"]

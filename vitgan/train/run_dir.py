@@ -1,0 +1,246 @@
+"""The run folder: choosing it, creating it, and every write into it (log, stats, images).
+
+Layout (stylegan2-ada style)::
+
+    <run>/training_options.json      every resolved option, the model config, the world size
+    <run>/log.txt                    what the console showed (appended on resume)
+    <run>/stats.jsonl                one JSON line per tick
+    <run>/metric-<name>.jsonl        one JSON line per evaluation
+    <run>/events.out.tfevents.*      TensorBoard: losses, images/s, sample grids
+    <run>/reals.png, fakes<kimg:06d>.png
+    <run>/checkpoints/ckpt-<nimg>.{safetensors,pt,json}   rolling resume checkpoints
+    <run>/network-snapshot-<kimg:06d>.safetensors         permanent snapshots
+
+Every write goes through ``writing(...)``, which turns an ``OSError`` (read-only folder, full
+disk) into one ``UserError`` line; files that must never be seen half-written are written
+atomically (``checkpoint.atomic_write_bytes``), logs are append-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from vitgan.errors import OptionError, UserError
+
+OPTIONS_FILE = "training_options.json"
+
+
+class OutputError(UserError):
+    """The run folder cannot be written (permissions, full disk)."""
+
+
+@contextlib.contextmanager
+def writing(what: str | os.PathLike, hint: str = ""):
+    """Turn an OSError raised while writing ``what`` into one clear UserError line."""
+    try:
+        yield
+    except OSError as err:
+        reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                  errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                  errno.EROFS: "the file system is read-only"}.get(err.errno, err.strerror or str(err))
+        raise OutputError(f"cannot write {what}: {reason}{'; ' + hint if hint else ''}") from None
+
+
+def default_run_dir(root: str | os.PathLike, preset: str, data: str) -> Path:
+    """``<root>/<NNNNN>-<preset>-<data name>``, numbered after the highest existing run."""
+    root = Path(root)
+    ids = []
+    if root.is_dir():
+        for p in root.iterdir():
+            m = re.match(r"^(\d+)-", p.name)
+            if m:
+                ids.append(int(m.group(1)))
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data.rstrip("/")).name.split(".")[0] or "data")
+    return root / f"{max(ids, default=-1) + 1:05d}-{preset}-{name}"
+
+
+def check_new_run_dir(path: str | os.PathLike) -> None:
+    """Refuse a path that is a file or a non-empty folder (before anything is written)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OptionError(f"--out {path} is a file; give a folder for the run")
+    if path.is_dir() and any(not _leftover(p.name) for p in path.iterdir()):
+        hint = (f"continue it with --resume {path}" if (path / OPTIONS_FILE).is_file()
+                else "choose an empty or new folder")
+        raise OptionError(f"--out {path} is not empty; {hint}, or pick another --out")
+
+
+def _leftover(name: str) -> bool:
+    """Files a run killed during start-up leaves behind (probe, temporary files): ignorable."""
+    return name.startswith(".write-test-") or (name.startswith(".") and ".tmp-" in name)
+
+
+def create_run_dir(path: str | os.PathLike) -> Path:
+    """Create the folder and prove it is writable (a clear error, not a traceback, if not)."""
+    path = Path(path)
+    with writing(path, "choose a writable --out"):
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    return path
+
+
+def read_options(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / OPTIONS_FILE
+    if not Path(run_dir).is_dir():
+        raise UserError(f"--resume {run_dir}: no such folder")
+    if not path.is_file():
+        raise UserError(f"--resume {run_dir}: not a run folder (no {OPTIONS_FILE})")
+    try:
+        opts = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+    if not isinstance(opts, dict) or not {"train", "model", "preset"} <= set(opts):
+        raise UserError(f"{path} is not a vitgan training options file")
+    return opts
+
+
+class RunFiles:
+    """The writes of one process into the run folder. On ranks other than 0 every method is a
+    no-op, so the loop never asks "am I rank 0?" around a write."""
+
+    def __init__(self, run_dir: str | os.PathLike | None, *, rank: int = 0, console=None):
+        self.dir = Path(run_dir) if run_dir is not None else None
+        self.active = rank == 0 and self.dir is not None
+        self.console = console or _console
+        self._log = None
+        self._tb = None
+        self._repaired: set[str] = set()
+
+    # ------------------------------------------------------------------ text
+    def log(self, msg: str) -> None:
+        """Print on rank 0 and append to log.txt."""
+        if not self.active and self.dir is not None:
+            return
+        self.console(msg)
+        if self.active:
+            with writing(self.dir / "log.txt", "choose a writable --out"):
+                if self._log is None:  # opened on first use: training_options.json comes first
+                    repair_tail(self.dir / "log.txt")
+                    self._log = open(self.dir / "log.txt", "a", encoding="utf-8", buffering=1)
+                self._log.write(msg + "\n")
+
+    def write_json(self, name: str, obj) -> None:
+        if not self.active:
+            return
+        from vitgan.train.checkpoint import atomic_write_text
+
+        with writing(self.dir / name):
+            atomic_write_text(self.dir / name, json.dumps(obj, indent=2))
+
+    def append_jsonl(self, name: str, obj: dict) -> None:
+        if not self.active:
+            return
+        with writing(self.dir / name):
+            if name not in self._repaired:
+                repair_tail(self.dir / name)
+                self._repaired.add(name)
+            with open(self.dir / name, "a", encoding="utf-8") as f:
+                f.write(json.dumps(obj) + "\n")  # one write: a line is whole or (if killed) torn
+
+    # ------------------------------------------------------------------ images
+    def save_grid(self, name: str, images, nrow: int) -> None:
+        """images: float (N, C, H, W) in [-1, 1] -> PNG grid (no padding), written atomically."""
+        if not self.active:
+            return
+        from vitgan.train.checkpoint import atomic_write_bytes
+
+        buf = io.BytesIO()
+        grid_image(images, nrow).save(buf, format="PNG")
+        with writing(self.dir / name):
+            atomic_write_bytes(self.dir / name, buf.getvalue())
+
+    # ------------------------------------------------------------------ tensorboard
+    def tensorboard(self):
+        if not self.active:
+            return None
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:  # optional: training goes on without it
+                self.log(f"warning: TensorBoard logging is off ({err})")
+                self._tb = False
+            else:
+                with writing(self.dir, "choose a writable --out"):
+                    self._tb = SummaryWriter(str(self.dir))
+        return self._tb or None
+
+    def flush(self) -> None:
+        if self._tb:
+            with writing(self.dir):
+                self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb:
+            try:
+                self._tb.close()
+            except OSError:
+                pass
+            self._tb = None
+        if self._log is not None:
+            try:
+                self._log.close()
+            except OSError:
+                pass
+            self._log = None
+
+
+def repair_tail(path: Path) -> None:
+    """Drop a torn last line (a process killed mid-write) so appended lines stay whole."""
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
+            f.seek(max(0, size - (1 << 20)))
+            tail = f.read()
+            cut = tail.rfind(b"\n")
+            f.truncate(size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+    except FileNotFoundError:
+        pass
+
+
+def _console(msg: str) -> None:
+    try:
+        from tqdm import tqdm
+
+        tqdm.write(msg, file=sys.stdout)
+    except ImportError:
+        print(msg, flush=True)
+
+
+def grid_image(images, nrow: int):
+    """float (N, C, H, W) in [-1, 1] -> a PIL image of an ``nrow``-wide grid, no padding."""
+    import torch
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    x = (images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5
+    grid = make_grid(x.round().to(torch.uint8), nrow=nrow, padding=0)
+    arr = grid.permute(1, 2, 0).numpy()
+    if arr.shape[2] == 1:
+        return Image.fromarray(arr[:, :, 0], "L")
+    return Image.fromarray(arr, "RGB")
+
+
+def near_square(n: int) -> tuple[int, int]:
+    """(columns, rows) of the most square grid holding n images (columns >= rows)."""
+    import math
+
+    cols = math.ceil(math.sqrt(n))
+    return cols, math.ceil(n / cols)
+
+
+__all__ = ["OutputError", "writing", "default_run_dir", "check_new_run_dir", "create_run_dir",
+           "read_options", "RunFiles", "grid_image", "near_square", "OPTIONS_FILE"]
