@@ -9,7 +9,9 @@ Batch b of the stream is a pure function of (seed, rank, world_size, b): a run r
 each image with probability 1/2, drawn from (seed, rank, b) as well.
 
 In-memory datasets are batched by tensor indexing (moved once to ``device`` when the images fit
-in ``DEVICE_CACHE_LIMIT`` bytes); lazy ones through a DataLoader with worker processes.
+in ``DEVICE_CACHE_LIMIT`` bytes); lazy ones through a DataLoader with worker processes. Nothing
+in ``__next__`` makes the host wait for a CUDA device: the small per-step tensors (indices, flip
+masks) and host-side batches go over from pinned memory with ``non_blocking=True``.
 """
 
 from __future__ import annotations
@@ -101,18 +103,34 @@ class BatchStream:
         b = self.position
         if self._images is not None:
             idx = self.indices(b)
-            x = self._images[idx.to(self._images.device)]
+            if self._images.device.type == "cpu" and self.device.type == "cuda":
+                # too big for the device cache: gather straight into pinned memory, copy async
+                out = torch.empty((len(idx), *self._images.shape[1:]), dtype=self._images.dtype,
+                                  pin_memory=True)
+                x = torch.index_select(self._images, 0, idx, out=out)
+            else:
+                x = self._images[self._to_device(idx, self._images.device)]
         else:
-            x = next(self._lazy_iter())
-        if x.device != self.device:
-            if self.device.type == "cuda" and not x.is_pinned():
-                x = x.pin_memory()
-            x = x.to(self.device, non_blocking=True)
+            x = next(self._lazy_iter())  # pinned by the DataLoader when the device is CUDA
+        x = self._to_device(x, self.device)
         if self.hflip:
-            mask = self.flips(b).to(x.device)
+            mask = self._to_device(self.flips(b), x.device)
             x = torch.where(mask[:, None, None, None], x.flip(3), x)
         self.position = b + 1
         return x
+
+    @staticmethod
+    def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Host tensor -> ``device`` without making the host wait: to CUDA through pinned memory
+        with ``non_blocking=True`` (a copy from pageable memory is synchronous). The pinned block
+        is not reused before the copy is done (the caching host allocator records the copy)."""
+        if t.device == device:
+            return t
+        if device.type == "cuda" and t.device.type == "cpu":
+            if not t.is_pinned():
+                t = t.pin_memory()
+            return t.to(device, non_blocking=True)
+        return t.to(device)
 
     def _lazy_iter(self):
         if self._loader is None:

@@ -13,9 +13,10 @@ hot path never waits for the device: statistics are detached tensors summed on t
 read once per tick (``tick_kimg``), which is also when NaN/Inf are looked for, stats.jsonl gets
 a line, and grids, checkpoints and metrics fall due.
 
-Data parallel (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK): one process per device, G and D
-wrapped in DistributedDataParallel (``broadcast_buffers=False``: the spectral-norm vectors are
-updated identically on every rank from identical weights), gradients averaged once per step
+Data parallel (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; the plumbing is in
+``vitgan.train.distributed``): one process per device, G and D wrapped in
+DistributedDataParallel (``broadcast_buffers=False``: the spectral-norm vectors are updated
+identically on every rank from identical weights), gradients averaged once per step
 (``no_sync`` on all but the last micro-batch), each rank reads its own shard of the data and
 draws its own latents and augmentations from streams seeded by (seed, rank); only rank 0
 writes. The EMA is updated from identical weights, so it stays identical on every rank.
@@ -28,9 +29,7 @@ position in the data order, so a run stopped and resumed computes what it would 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -46,76 +45,16 @@ import torch
 from vitgan.config import ModelConfig
 from vitgan.errors import OptionError, UserError
 from vitgan.train import checkpoint as ckpt
+from vitgan.train.distributed import (Dist, all_gather_object, all_reduce_max, all_reduce_mean,
+                                      broadcast_object, init_distributed, maybe_no_sync, on_main,
+                                      resolve_device, shutdown, wrap_ddp)
 from vitgan.train.options import TrainConfig
 from vitgan.train.run_dir import OPTIONS_FILE, RunFiles, create_run_dir, writing
 
 STATE_FORMAT = "vitgan-train-state-v1"
 
 
-# ================================================================================ distributed
-@dataclasses.dataclass
-class Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise OptionError(f"device={name} but CUDA is not available here; use --set device=cpu")
-    return torch.device(name)
-
-
-def init_distributed(device: str) -> Dist:
-    """nanoGPT style: torchrun's environment switches data parallelism on, nothing else does."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if "RANK" not in os.environ or world <= 1:
-        return Dist(device=resolve_device(device))
-    import torch.distributed as dist
-
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return Dist(rank=rank, world_size=world, local_rank=local, device=dev)
-
-
-def _broadcast_error(d: Dist, fn):
-    """Run ``fn`` on rank 0; if it raises a UserError, every rank raises the same one."""
-    err = None
-    if d.is_main:
-        try:
-            out = fn()
-        except UserError as e:
-            err, out = (str(e), e.exit_code), None
-    else:
-        out = None
-    if d.enabled:
-        import torch.distributed as dist
-
-        box = [err]
-        dist.broadcast_object_list(box, src=0)
-        err = box[0]
-    if err is not None:
-        raise UserError(err[0], exit_code=err[1])
-    return out
-
-
+# ================================================================================ seeds
 def _seed_for(*parts) -> int:
     """A 63-bit seed from (seed, rank, stream name): independent streams, reproducible."""
     h = hashlib.sha256(repr(parts).encode()).digest()
@@ -196,12 +135,7 @@ class TickStats:
         vals = [self.sums[k] / self.counts[k] for k in keys] + [e.float() for e in extra]
         if not vals:
             return {}, []
-        t = torch.stack([v.reshape(()) for v in vals])
-        if d.enabled:
-            import torch.distributed as dist
-
-            dist.all_reduce(t)
-            t /= d.world_size
+        t = all_reduce_mean(d, torch.stack([v.reshape(()) for v in vals]))
         out = t.tolist()
         self.sums, self.counts = {}, {}
         return dict(zip(keys, out[:len(keys)])), out[len(keys):]
@@ -286,16 +220,7 @@ class Trainer:
         G_run, D_run = self.G, self.D
         if cfg.compile:
             G_run, D_run = torch.compile(G_run), torch.compile(D_run)
-        if d.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            kw = {"device_ids": [dev.index] if dev.type == "cuda" else None}
-            # No buffer broadcast in forward: the SN vectors evolve identically on every rank.
-            if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters:
-                kw["forward_sync_buffers"] = False  # torch >= 2.14 spelling (syncs once at init)
-            else:
-                kw["broadcast_buffers"] = False
-            G_run, D_run = DDP(G_run, **kw), DDP(D_run, **kw)
+        G_run, D_run = wrap_ddp(G_run, d), wrap_ddp(D_run, d)  # no-ops with one process
         self.G_run, self.D_run = G_run, D_run
         aug, gen = self.augment, self.aug_gen
         self.loss = ViTGANLoss(
@@ -333,12 +258,7 @@ class Trainer:
         data = {"position": self.data.position, "batch": self.micro, "images": self.data.position * self.micro}
         mine = {"rng": _rng_state(self.d.device, self.gens), "data": data,
                 "loss": {k: v.cpu() for k, v in self.loss.state_dict().items()}}
-        ranks = [mine]
-        if self.d.enabled:
-            import torch.distributed as dist
-
-            ranks = [None] * self.d.world_size
-            dist.all_gather_object(ranks, mine)
+        ranks = all_gather_object(self.d, mine)
         return {
             "format": STATE_FORMAT, "nimg": self.nimg, "step": self.step, "tick": self.tick,
             "lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "world_size": self.d.world_size,
@@ -416,10 +336,10 @@ class Trainer:
             last = r == rounds - 1
             real = next(self.data).float().div_(127.5).sub_(1.0)
             z = torch.randn(self.micro, z_dim, device=dev, generator=self.z_gen)
-            with _maybe_no_sync(self.D_run, not last or do_reg):
+            with maybe_no_sync(self.D_run, not last or do_reg):
                 self.stats.add(loss.accumulate_gradients("Dmain", real, z, gain=d_gain))
             if do_reg:
-                with _maybe_no_sync(self.D_run, not last):
+                with maybe_no_sync(self.D_run, not last):
                     self.stats.add(loss.accumulate_gradients("Dreg", real, None, gain=d_gain))
         self.D_scaler.step(self.D_opt)
         self.D_scaler.update()
@@ -429,7 +349,7 @@ class Trainer:
         g_gain = self.G_scaler.scale(torch.ones((), device=dev)) * gain if self.G_scaler.is_enabled() else gain
         for r in range(rounds):
             z = torch.randn(self.micro, z_dim, device=dev, generator=self.z_gen)
-            with _maybe_no_sync(self.G_run, r < rounds - 1):
+            with maybe_no_sync(self.G_run, r < rounds - 1):
                 self.stats.add(loss.accumulate_gradients("Gmain", None, z, gain=g_gain))
         self.G_scaler.step(self.G_opt)
         self.G_scaler.update()
@@ -492,27 +412,13 @@ class Trainer:
     def sync_w_avg(self) -> None:
         """w_avg (truncation centre) is a buffer updated by each rank's own latents: average it."""
         if self.d.enabled:
-            import torch.distributed as dist
-
             for m in (self.G, self.ema.module):
-                dist.all_reduce(m.w_avg)
-                m.w_avg /= self.d.world_size
+                all_reduce_mean(self.d, m.w_avg)
 
     def finite_weights(self) -> torch.Tensor:
         """Number of G / D / G_ema tensors holding NaN or Inf (a device scalar, no sync)."""
         ts = [p for m in (self.G, self.D, self.ema.module) for p in m.parameters()]
         return torch.stack([(~torch.isfinite(t)).any() for t in ts]).sum()
-
-
-class _maybe_no_sync:
-    def __init__(self, module, skip: bool):
-        self.ctx = module.no_sync() if skip and hasattr(module, "no_sync") else None
-
-    def __enter__(self):
-        return self.ctx.__enter__() if self.ctx is not None else None
-
-    def __exit__(self, *exc):
-        return self.ctx.__exit__(*exc) if self.ctx is not None else False
 
 
 # ================================================================================ entry point
@@ -547,11 +453,7 @@ def training_loop(options: dict, *, resume: bool = False, console=None) -> int:
     try:
         return _train(options, cfg, model_cfg, d, resume, console)
     finally:
-        if d.enabled:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        shutdown(d)
 
 
 def _train(options, cfg, model_cfg, d: Dist, resume: bool, console) -> int:
@@ -585,22 +487,16 @@ def _train(options, cfg, model_cfg, d: Dist, resume: bool, console) -> int:
                     f"({old.get('name')}, {old.get('images')} images)")
             return m
 
-        manifest = _broadcast_error(d, choose)
-        if d.enabled:  # every rank loads the same checkpoint rank 0 chose
-            import torch.distributed as dist
-
-            box = [manifest]
-            dist.broadcast_object_list(box, src=0)
-            manifest = box[0]
+        manifest = broadcast_object(d, on_main(d, choose))  # every rank loads what rank 0 chose
     else:
-        _broadcast_error(d, lambda: create_run_dir(run_dir))
+        on_main(d, lambda: create_run_dir(run_dir))
     options = dict(options, world_size=d.world_size)
     micro, rounds = cfg.check_batch(d.world_size)
     options["batch_gpu_resolved"], options["accumulation_rounds"] = micro, rounds
     options["dataset"] = {"name": getattr(dataset, "name", cfg.data), "images": len(dataset),
                           "fingerprint": getattr(dataset, "fingerprint", None)}
     try:
-        _broadcast_error(d, lambda: files.write_json(OPTIONS_FILE, options))
+        on_main(d, lambda: files.write_json(OPTIONS_FILE, options))
         trainer = Trainer(options, d, files, dataset)
         trainer._metrics_extractor = extractor
         try:
@@ -740,13 +636,7 @@ def _handle_nan(t: Trainer, what: str) -> bool:
     cfg = t.cfg
     where = f"at kimg {t.nimg / 1000:.3f} (step {t.step})"
     if cfg.nan_policy == "rollback" and t.rollbacks < cfg.nan_max_rollbacks:
-        manifest = _broadcast_error(t.d, lambda: ckpt.latest_valid(t.run_dir, log=t.files.log))
-        if t.d.enabled:
-            import torch.distributed as dist
-
-            box = [manifest]
-            dist.broadcast_object_list(box, src=0)
-            manifest = box[0]
+        manifest = broadcast_object(t.d, on_main(t.d, lambda: ckpt.latest_valid(t.run_dir, log=t.files.log)))
         if manifest is not None:
             t.load(manifest)
             t.rollbacks += 1
@@ -767,12 +657,7 @@ def _handle_nan(t: Trainer, what: str) -> bool:
 def _stop_requested(stop: StopFlag, d: Dist):
     if not d.enabled:
         return stop.signum
-    import torch.distributed as dist
-
-    flag = torch.tensor([stop.signum or 0], dtype=torch.int64,
-                        device=d.device if d.device.type == "cuda" else "cpu")
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return int(flag.item()) or None
+    return all_reduce_max(d, stop.signum or 0) or None
 
 
 def _rng_devices(device: torch.device) -> list:
@@ -798,4 +683,5 @@ def _progress(cfg: TrainConfig, nimg: int, total_nimg: int, d: Dist):
                 file=sys.stderr, leave=False, disable=None)  # None: off when not a terminal
 
 
-__all__ = ["training_loop", "Trainer", "Dist", "init_distributed", "TickStats"]
+# Dist, init_distributed and resolve_device live in vitgan.train.distributed; re-exported here.
+__all__ = ["training_loop", "Trainer", "Dist", "init_distributed", "resolve_device", "TickStats"]
