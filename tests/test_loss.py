@@ -157,17 +157,20 @@ def test_bcr_equals_hand_computation_and_is_added():
     real, z = _batch()
     torch.manual_seed(0)
     G, D = TinyG(), LinearD()
-    aug = OffsetAug()
+    aug = OffsetAug()                      # A: row i shifted by c[i]
+    T = OffsetAug()                        # bCR's T: row i shifted by t[i]
+    T.c = torch.linspace(0.5, -0.7, 64)
     lam_r, lam_f = 10.0, 3.0
-    loss = ViTGANLoss(G, D, aug, bcr_real=lam_r, bcr_fake=lam_f)
+    loss = ViTGANLoss(G, D, aug, bcr_real=lam_r, bcr_fake=lam_f, bcr_transform=T)
     B = real.shape[0]
-    c = aug.c
+    c, t = aug.c, T.c
     with torch.no_grad():
         fake = G(z)
         Dx = lambda x: (x * D.a).flatten(1).sum(1) + D.b  # noqa: E731
-        sh = lambda x, k: x + c[k * B:(k + 1) * B].view(-1, 1, 1, 1)  # noqa: E731
-        # documented layout of the one D batch: [A1(real), A1(fake), A2(real), A2(fake)]
-        lr1, lf1, lr2, lf2 = Dx(sh(real, 0)), Dx(sh(fake, 1)), Dx(sh(real, 2)), Dx(sh(fake, 3))
+        sh = lambda x, v: x + v.view(-1, 1, 1, 1)  # noqa: E731
+        # documented layout: views A([real, fake]) in one call, then T(A(real)), T(A(fake))
+        ar, af = sh(real, c[:B]), sh(fake, c[B:2 * B])
+        lr1, lf1, lr2, lf2 = Dx(ar), Dx(af), Dx(sh(ar, t[:B])), Dx(sh(af, t[:B]))
         bcr_r = ((lr1 - lr2) ** 2).mean()
         bcr_f = ((lf1 - lf2) ** 2).mean()
         adv = _softplus(-lr1).mean() + _softplus(lf1).mean()
@@ -180,13 +183,45 @@ def test_bcr_equals_hand_computation_and_is_added():
 
     D.zero_grad(set_to_none=True)
     ViTGANLoss(G, D, aug, bcr_real=0, bcr_fake=0).accumulate_gradients("Dmain", real, z)
-    # D(x + c) - D(x + c') = (c - c') * S with S = sum(a): the bCR gradient wrt a is
-    # 2 * sum_terms lambda * mean((c - c')^2) * S, the same for every element of a.
+    # D(v) - D(v + t) = -t * S with S = sum(a): the bCR gradient wrt a is
+    # 2 * sum_terms lambda * mean(t^2) * S, the same for every element of a.
     S = D.a.detach().sum()
-    dc_r = (c[:B] - c[2 * B:3 * B]).pow(2).mean()
-    dc_f = (c[B:2 * B] - c[3 * B:4 * B]).pow(2).mean()
-    expected = 2 * (lam_r * dc_r + lam_f * dc_f) * S
+    dt = t[:B].pow(2).mean()
+    expected = 2 * (lam_r * dt + lam_f * dt) * S
     torch.testing.assert_close(grad_with - D.a.grad, expected.expand_as(D.a))
+
+
+def test_bcr_default_transform_is_flip_and_small_translation():
+    from vitgan.train.augment import ConsistencyTransform, translate
+    x = torch.randn(64, 3, 32, 32, requires_grad=True)
+    g = torch.Generator().manual_seed(3)
+    y = ConsistencyTransform()(x, generator=g)
+    # every output is a flip-or-not of its input, shifted by at most 4 pixels: find it
+    found = 0
+    for i in range(64):
+        for src in (x[i], x[i].flip(2)):
+            for ty in range(-4, 5):
+                for tx in range(-4, 5):
+                    ref = translate(src[None], torch.tensor([tx]), torch.tensor([ty]))[0]
+                    if torch.equal(ref, y[i]):
+                        found += 1
+                        break
+                else:
+                    continue
+                break
+            else:
+                continue
+            break
+    assert found == 64
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_bcr_works_without_diffaugment():
+    real, z = _batch()
+    G, D = TinyG(), LinearD()
+    s = ViTGANLoss(G, D, None, bcr_real=10, bcr_fake=10).accumulate_gradients("Dmain", real, z)
+    assert s["loss/bcr_real"] > 0 and s["loss/bcr_fake"] > 0
 
 
 def test_bcr_changes_d_gradients_with_diffaugment():
@@ -310,8 +345,6 @@ def test_lecam_off_by_default_and_no_state():
 # ----------------------------------------------------------------------------- options, autocast
 def test_bad_options():
     G, D = TinyG(), ConvD()
-    with pytest.raises(OptionError, match="bCR needs augmentation"):
-        ViTGANLoss(G, D, None)
     with pytest.raises(OptionError):
         ViTGANLoss(G, D, DiffAugment(), r1_interval=0)
     with pytest.raises(OptionError):

@@ -156,7 +156,7 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(model=ModelConfig(z_dim=64, w_dim=64, mapping_layers=2, g_dim=64, g_depth=2,
                                    g_heads=2, g_mlp_dim=128, fourier_dim=32, inr_hidden=32,
                                    d_dim=64, d_depth=2, d_heads=2, d_mlp_dim=128),
-                 train=dict(data="cifar10", batch=32)),
+                 train=dict(data="cifar10", batch=32, tick_kimg=0.5)),
 }
 
 

@@ -184,7 +184,7 @@ class Trainer:
         from vitgan.data import infinite_batches
         from vitgan.discriminator import Discriminator
         from vitgan.generator import Generator
-        from vitgan.train.augment import DiffAugment
+        from vitgan.train.augment import ConsistencyTransform, DiffAugment
         from vitgan.train.ema import EMA
         from vitgan.train.loss import ViTGANLoss
 
@@ -222,12 +222,13 @@ class Trainer:
             G_run, D_run = torch.compile(G_run), torch.compile(D_run)
         G_run, D_run = wrap_ddp(G_run, d), wrap_ddp(D_run, d)  # no-ops with one process
         self.G_run, self.D_run = G_run, D_run
-        aug, gen = self.augment, self.aug_gen
+        aug, gen, bcr_t = self.augment, self.aug_gen, ConsistencyTransform()
         self.loss = ViTGANLoss(
-            G_run, D_run, (lambda x: aug(x, generator=gen)) if aug.enabled or cfg.bcr_real or cfg.bcr_fake else None,
+            G_run, D_run, (lambda x: aug(x, generator=gen)) if aug.enabled else None,
             bcr_real=cfg.bcr_real, bcr_fake=cfg.bcr_fake, r1_gamma=cfg.r1_gamma,
             r1_interval=cfg.r1_interval, lecam_weight=cfg.lecam_weight,
-            autocast_dtype=self.autocast_dtype, device_type=dev.type)
+            autocast_dtype=self.autocast_dtype, device_type=dev.type,
+            bcr_transform=lambda x: bcr_t(x, generator=gen))
         self.stats = TickStats()
         self._metrics_extractor = None
 

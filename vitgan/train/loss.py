@@ -16,22 +16,21 @@ Phases (paper section 4; all logits are D's raw outputs, never passed through a 
 Balanced consistency regularisation (bCR, Zhao et al. 2021, "Improved Consistency
 Regularization for GANs"), in the D step::
 
-    bcr_real * mean((D(A1(x)) - D(A2(x)))^2) + bcr_fake * mean((D(A1(G(z))) - D(A2(G(z))))^2)
+    bcr_real * mean((D(A(x)) - D(T(A(x))))^2) + bcr_fake * mean((D(A(G(z))) - D(T(A(G(z)))))^2)
 
-bCR pairs ``D(x)`` with ``D(T(x))``. Here D never sees an un-augmented image (DiffAugment is on
-every image D sees), so we pair the DiffAugment view that the adversarial term uses, ``A1(x)``,
-with a second, independent DiffAugment view ``A2(x)`` of the same image: T is "DiffAugment
-again, with fresh parameters". Pairing with the plain ``x`` instead would show D un-augmented
-images that nothing else trains it on, and stacking T on top of A1 would make the second view a
-different, stronger distribution than the first. Gradients flow through both views, as in bCR.
+bCR pairs ``D(x)`` with ``D(T(x))`` for bCR's own mild transform T (random flip + translation
+by up to 1/8 of the size: ``vitgan.train.augment.ConsistencyTransform``). D never sees an
+un-augmented image (DiffAugment A is on every image D sees), so the pair is the DiffAugment view
+that the adversarial term uses, ``A(x)``, and T of that view. Gradients flow through both views.
 The adversarial terms use the first views only, so switching bCR on adds a term and changes
-nothing else.
+nothing else. (Pairing two independent DiffAugment draws instead, i.e. T = "strong augmentation
+again", asks D to be invariant to cutout, colour and scaling at weight 10: in our runs D's
+logits then collapse to 0 and it stops telling real from fake.)
 
 Efficiency: one augmentation call and ONE D forward per D step: the batch is
-``cat([x, G(z), x, G(z)])`` (the last two only for bCR terms with a non-zero weight), augmented in
-one call (DiffAugment draws per-sample parameters, so the copies get independent views) and split
-afterwards. This is exact because D has no cross-sample operation (no batch norm, no minibatch
-statistics); a D with one would need separate forwards.
+``cat([A(x), A(G(z)), T(A(x)), T(A(G(z)))])`` (the last two only for bCR terms with a non-zero
+weight), split afterwards. This is exact because D has no cross-sample operation (no batch norm,
+no minibatch statistics); a D with one would need separate forwards.
 
 R1 (lazy, StyleGAN2): the loop runs ``"Dreg"`` once every ``r1_interval`` D steps (see
 ``reg_due``); the penalty is already multiplied by ``r1_interval``, so pass the same ``gain`` as for
@@ -73,6 +72,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitgan.errors import OptionError
+from vitgan.train.augment import ConsistencyTransform
 
 __all__ = ["ViTGANLoss", "PHASES"]
 
@@ -114,6 +114,7 @@ class ViTGANLoss:
         lecam_ema: float = 0.99,
         autocast_dtype: torch.dtype | None = None,
         device_type: str = "cpu",
+        bcr_transform: Augment | None = None,
     ):
         for name, v in (("bcr_real", bcr_real), ("bcr_fake", bcr_fake), ("r1_gamma", r1_gamma),
                         ("lecam_weight", lecam_weight)):
@@ -127,14 +128,10 @@ class ViTGANLoss:
             raise OptionError(
                 f"autocast_dtype={autocast_dtype} is not supported; use None, bfloat16 or float16"
             )
-        if augment is None and (bcr_real > 0 or bcr_fake > 0):
-            raise OptionError(
-                "bCR needs augmentation to compare two views; pass a DiffAugment "
-                "or set bcr_real=0 and bcr_fake=0"
-            )
         self.G = G
         self.D = D
         self.augment = augment
+        self.bcr_transform = bcr_transform if bcr_transform is not None else ConsistencyTransform()
         self.bcr_real = float(bcr_real)
         self.bcr_fake = float(bcr_fake)
         self.r1_gamma = float(r1_gamma)
@@ -212,14 +209,15 @@ class ViTGANLoss:
             fake = self._run_G(z)
         real = real.detach().float()
         nr, nf = real.shape[0], fake.shape[0]
-        parts, sizes = [real, fake], [nr, nf]
+        views = self._aug(torch.cat([real, fake]))  # one augment call
+        parts, sizes = [views], [nr, nf]
         if self.bcr_real > 0:
-            parts.append(real)
+            parts.append(self.bcr_transform(views[:nr]))
             sizes.append(nr)
         if self.bcr_fake > 0:
-            parts.append(fake)
+            parts.append(self.bcr_transform(views[nr:]))
             sizes.append(nf)
-        logits = self._run_D(self._aug(torch.cat(parts)))  # one augment call, one D forward
+        logits = self._run_D(torch.cat(parts))  # one D forward
         split = list(logits.split(sizes))
         lr, lf = split[0], split[1]
         loss_real = F.softplus(-lr).mean()
