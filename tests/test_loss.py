@@ -393,3 +393,21 @@ def test_works_under_ddp_without_unused_parameters(tmp_path):
             D.zero_grad(set_to_none=True)
     finally:
         dist.destroy_process_group()
+
+
+def test_r1_runs_through_fused_attention_and_restores_it():
+    """R1's double backward must work with the real ViT-D on its fused path (the fused attention
+    kernels have no second derivative, so the phase switches to the reference math and back)."""
+    from vitgan.config import model_config
+    from vitgan.discriminator import Discriminator
+    from vitgan.generator import Generator
+    from vitgan.layers.attention import Attention
+
+    cfg = model_config("tiny").replace(fused_attention=True)
+    G, D = Generator(cfg), Discriminator(cfg)
+    real = torch.rand(2, 3, 32, 32) * 2 - 1
+    loss = ViTGANLoss(G, D, DiffAugment(), r1_gamma=1.0, r1_interval=4)
+    s = loss.accumulate_gradients("Dreg", real, None)
+    assert torch.isfinite(s["loss/r1"]) and s["loss/r1"] > 0
+    assert all(p.grad is not None for p in D.parameters() if p.requires_grad)
+    assert all(m.fused for m in D.modules() if isinstance(m, Attention))

@@ -87,6 +87,23 @@ def _no_sync(module: nn.Module):
     return no_sync() if callable(no_sync) else contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def _twice_differentiable(module: nn.Module):
+    """R1 needs the gradient of a gradient. Fused attention kernels (scaled_dot_product_attention's
+    flash / memory-efficient backward) have no second derivative, so for this phase every fused
+    ``Attention`` inside ``module`` runs its reference path: the same function, written out."""
+    from vitgan.layers.attention import Attention
+
+    switched = [m for m in module.modules() if isinstance(m, Attention) and m.fused]
+    for m in switched:
+        m.fused = False
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.fused = True
+
+
 def _trainable(module: nn.Module) -> list[torch.Tensor]:
     return [p for p in module.parameters() if p.requires_grad]
 
@@ -264,8 +281,9 @@ class ViTGANLoss:
         if self.r1_gamma == 0:
             return {}
         x = real.detach().float().requires_grad_(True)
-        logits = self._run_D(self._aug(x))
-        (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+        with _twice_differentiable(self.D):
+            logits = self._run_D(self._aug(x))
+            (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
         r1 = grad.square().flatten(1).sum(1)  # (B,) ||grad_x D(x)||^2
         penalty = r1 * (self.r1_gamma / 2 * self.r1_interval)
         loss = (logits * 0 + penalty).mean()  # logits * 0: every D parameter gets a gradient
