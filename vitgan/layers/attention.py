@@ -6,11 +6,17 @@
 
 Two paths compute the same function, chosen by ``fused``:
   * reference: the formula written out with explicit matrix products and softmax;
-  * fused: ``F.scaled_dot_product_attention``. For L2, with q = k = X W_qk,
+  * fused: ``F.scaled_dot_product_attention`` on CUDA (and other accelerators). For L2, with
+    q = k = X W_qk,
         -||q_i - k_j||^2 = 2 q_i.k_j - ||k_j||^2 - ||q_i||^2
     and the last term is constant over j, so it cancels in the softmax over j. Hence L2 attention
     is dot-product attention on augmented vectors q'_i = [2 q_i, 1], k'_j = [k_j, -||k_j||^2]
     (zero-padded to a multiple of 8 so that fused kernels apply), scale 1/sqrt(d_h).
+    On CPU the fused path is instead three batched products with the same algebra: the logits
+    come from ONE ``baddbmm`` (2 scale q.k^T - scale ||k||^2, the bias folded in), then softmax and
+    ``bmm``. ViTGAN's sequences are short (64-257 tokens), and PyTorch's CPU flash-attention kernel
+    is 2-5x slower than this at these sizes, most of all in bf16 (measured; benchmarks/RESULTS.md);
+    it also never sees the augmented 72-wide vectors, so it does less work.
 
 ``conv_kernel`` (ICLR version, D only): a depthwise convolution over the token grid before the
 tied qk projection and another before the v projection; the first ``prefix_tokens`` tokens (the
@@ -37,8 +43,20 @@ def l2_attention_reference(qk: torch.Tensor, v: torch.Tensor, scale: float) -> t
     return torch.softmax(-dist2 * scale, dim=-1) @ v
 
 
+def _softmax_bmm(logits: torch.Tensor, v: torch.Tensor, shape) -> torch.Tensor:
+    return torch.bmm(torch.softmax(logits, dim=-1), v.reshape(logits.shape[0], -1, v.shape[-1])).view(shape)
+
+
 def l2_attention_fused(qk: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """The same as ``l2_attention_reference`` through scaled_dot_product_attention."""
+    """The same as ``l2_attention_reference`` through scaled_dot_product_attention (on CPU:
+    one baddbmm for the logits, softmax, bmm; see the module docstring)."""
+    if qk.device.type == "cpu":
+        b, h, n, d = qk.shape
+        q = qk.reshape(b * h, n, d)
+        sq = (q * q).sum(-1).unsqueeze(1)                                       # (bh, 1, n): ||k_j||^2
+        # scale * (2 q_i.k_j - ||k_j||^2); the -||q_i||^2 term cancels in the softmax over j
+        logits = torch.baddbmm(sq, q, q.transpose(1, 2), beta=-scale, alpha=2 * scale)
+        return _softmax_bmm(logits, v, v.shape)
     d = qk.shape[-1]
     pad = -(d + 1) % 8
     ones = qk.new_ones(qk.shape[:-1] + (1,))
@@ -95,7 +113,13 @@ class Attention(nn.Module):
             out = attend(qk, v, self.scale)
         else:
             q, k = map(split, self.to_qk(x_qk).chunk(2, dim=-1))
-            if self.fused:
+            if self.fused and q.device.type == "cpu":  # see the module docstring
+                b, h, n, d = q.shape
+                q, k = q.reshape(b * h, n, d), k.reshape(b * h, n, d)
+                logits = torch.baddbmm(q.new_zeros(()).expand(1, 1, 1), q, k.transpose(1, 2),
+                                       beta=0, alpha=self.scale)               # scale q.k^T
+                out = _softmax_bmm(logits, v, v.shape)
+            elif self.fused:
                 out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
             else:
                 out = dot_attention_reference(q, k, v, self.scale)

@@ -53,11 +53,18 @@ class SineEmbedding(nn.Module):
 def modulated_mlp_fused(x, s1, w1, b1, s2, w2, b2, *, demodulate: bool, eps: float = 1e-8):
     """x (P2, F) shared features; s1 (B, L, F), s2 (B, L, H) styles; w1 (H, F), w2 (C, H)."""
     h = (x * s1.unsqueeze(2)) @ w1.t()                                   # W (s * x): (B, L, P2, H)
+    # The hidden activations are the largest tensors of G (B*L*P2*H): touch them as few times as
+    # possible. Demodulation and bias in one addcmul; the activation's sqrt(2) gain is folded into
+    # the (tiny) modulated second-layer weight, since leaky_relu(x) * g = leaky_relu(x) and then
+    # the layer is linear.
     if demodulate:
-        h = h * torch.rsqrt(s1.square() @ w1.square().t() + eps).unsqueeze(2)  # rsqrt(s^2 @ (W^2)^T)
-    h = F.leaky_relu(h + b1, 0.2) * math.sqrt(2)
-    w2_mod = w2 * s2.unsqueeze(2)                                        # (B, L, C, H), tiny
-    return h @ w2_mod.transpose(-1, -2) + b2                             # (B, L, P2, C)
+        demod = torch.rsqrt(s1.square() @ w1.square().t() + eps)         # rsqrt(s^2 @ (W^2)^T)
+        h = torch.addcmul(b1.to(h.dtype), h, demod.unsqueeze(2).to(h.dtype))
+    else:
+        h = h + b1.to(h.dtype)
+    h = F.leaky_relu(h, 0.2)
+    w2_mod = w2 * (s2 * math.sqrt(2)).unsqueeze(2)                       # (B, L, C, H), tiny
+    return h @ w2_mod.transpose(-1, -2).to(h.dtype) + b2                 # (B, L, P2, C)
 
 
 def modulated_mlp_reference(x, s1, w1, b1, s2, w2, b2, *, demodulate: bool, eps: float = 1e-8):

@@ -67,12 +67,24 @@ class SpectralNorm(nn.Module):
             self.u.copy_(F.normalize(mat @ self.v, dim=0, eps=self.eps))
 
     def sigma(self, weight: torch.Tensor) -> torch.Tensor:
-        """sigma(W) ~= u^T W v (differentiable in W; u, v treated as constants)."""
+        """sigma(W) ~= u^T W v (differentiable in W; u, v treated as constants).
+
+        In training mode the last power-iteration step shares its product with the estimate:
+        v <- normalise(W^T u), then Wv = W v (with autograd), u <- normalise(Wv), sigma = u.Wv.
+        That is the same value as a full step followed by u^T W v, with one matrix-vector
+        product fewer per forward (ISN runs on every D forward)."""
         with torch.autocast(weight.device.type, enabled=False):
             mat = _as_matrix(weight).float()
             if self.training and self.n_power_iterations > 0:
-                self.power_iteration(mat.detach(), self.n_power_iterations)
-            u, v = self.u.clone(), self.v.clone()  # autograd must not see later in-place updates
+                with torch.no_grad():
+                    self.power_iteration(mat, self.n_power_iterations - 1)
+                    self.v.copy_(F.normalize(mat.t() @ self.u, dim=0, eps=self.eps))
+                v = self.v.clone()  # autograd must not see later in-place updates
+                wv = mat @ v
+                with torch.no_grad():
+                    self.u.copy_(F.normalize(wv, dim=0, eps=self.eps))
+                return torch.dot(self.u.clone(), wv)
+            u, v = self.u.clone(), self.v.clone()
             return torch.dot(u, mat @ v)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:

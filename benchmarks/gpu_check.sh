@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# GPU check for issue 6 (run by the lead on an NVIDIA H200; at most ~6.5 minutes: every step has a timeout).
+#
+#   bash benchmarks/gpu_check.sh            # from the repository root; results in $OUT (default ./gpu_out)
+#
+# 1. the CUDA tests (tests/test_models_cuda.py, and the CUDA batch test in test_data_batches.py,
+#    which needs no lmdb: lmdb is only imported when an LSUN database is opened);
+# 2. the training-step benchmark, one JSON line per configuration appended to $OUT/bench.jsonl:
+#    cifar10 b128 bf16 eager / bf16 --compile / fp32 --reference; celeba64 b128 bf16 eager / --compile.
+# A failing or timed-out step is reported and the script goes on; the exit status is the number
+# of failed steps. Uses the checkout as is (PYTHONPATH=$PWD), no pip install, no network.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/gpu_out}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PY="${PY:-python3}"
+DEVICE="${DEVICE:-cuda}"          # DEVICE=cpu PRESET_SMALL=1 for a dry run on a CPU machine
+FAILED=0
+START=$(date +%s)
+
+log() { echo "[gpu_check +$(( $(date +%s) - START ))s] $*"; }
+
+log "machine: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
+"$PY" -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())'
+
+if [ "$DEVICE" = cuda ]; then
+  log "pytest (CUDA tests)"
+  if timeout 80 "$PY" -m pytest -q tests/test_models_cuda.py tests/test_data_batches.py -k cuda \
+       -p no:cacheprovider 2>&1 | tee "$OUT/pytest.txt" | tail -n 15; then
+    log "pytest: ok"
+  else
+    log "pytest: FAILED (see $OUT/pytest.txt)"; FAILED=$((FAILED + 1))
+  fi
+fi
+
+# name | timeout (s) | bench options
+if [ "${PRESET_SMALL:-0}" = 1 ]; then
+  CONFIGS=(
+    "tiny-bf16|120|--preset tiny --batch 4 --dtype bf16 --repeats 2 --warmup 1"
+    "tiny-fp32-reference|120|--preset tiny --batch 4 --reference --repeats 2 --warmup 1"
+  )
+else
+  CONFIGS=(
+    "cifar10-b128-bf16|45|--preset cifar10 --batch 128 --dtype bf16"
+    "cifar10-b128-bf16-compile|90|--preset cifar10 --batch 128 --dtype bf16 --compile"
+    "cifar10-b128-fp32-reference|45|--preset cifar10 --batch 128 --reference"
+    "celeba64-b128-bf16|45|--preset celeba64 --batch 128 --dtype bf16"
+    "celeba64-b128-bf16-compile|90|--preset celeba64 --batch 128 --dtype bf16 --compile"
+  )
+fi
+
+for entry in "${CONFIGS[@]}"; do
+  IFS='|' read -r name limit opts <<< "$entry"
+  log "bench $name ($opts, limit ${limit}s)"
+  # shellcheck disable=SC2086
+  if line=$(timeout "$limit" "$PY" benchmarks/bench_train.py --device "$DEVICE" --json $opts \
+              2> "$OUT/$name.stderr" | tail -n 1) && [ -n "$line" ]; then
+    echo "$line" | "$PY" -c 'import json, sys; r = json.loads(sys.stdin.read()); r["name"] = sys.argv[1]; print(json.dumps(r))' "$name" >> "$OUT/bench.jsonl" \
+      || { log "$name: output was not JSON: $line"; FAILED=$((FAILED + 1)); continue; }
+    echo "$line" | "$PY" -c 'import json, sys; r = json.loads(sys.stdin.read()); print("  step %.1f ms  %.0f img/s  MFU %.2f  peak %.0f MB  compile %.0f s" % (r["step_ms"], r["images_per_s"], r["mfu"], r["peak_mem_mb"], r.get("compile_s", 0)))'
+  else
+    log "$name: FAILED or timed out (see $OUT/$name.stderr)"; tail -n 5 "$OUT/$name.stderr"
+    FAILED=$((FAILED + 1))
+  fi
+done
+
+log "done: $FAILED failed step(s); results in $OUT/bench.jsonl"
+exit "$FAILED"

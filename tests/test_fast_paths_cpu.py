@@ -1,0 +1,85 @@
+"""CPU fast paths against the references: bf16 autocast vs fp32 to bf16's tolerance, the CPU
+attention path, and the training-step benchmark (reference-path FLOP count, JSON keys)."""
+
+import json
+
+import pytest
+import torch
+
+from vitgan import Discriminator, Generator, model_config
+from vitgan.bench import count_step_flops, main as bench_main, reference_paths
+
+
+def _models(preset="tiny", fused=True):
+    cfg = model_config(preset).replace(fused_attention=fused, fused_inr=fused)
+    return Generator(cfg), Discriminator(cfg)
+
+
+def test_bf16_fused_matches_fp32_reference_to_bf16_tolerance():
+    G, D = _models(fused=True)
+    G_ref, D_ref = _models(fused=False)
+    G_ref.load_state_dict(G.state_dict())
+    D_ref.load_state_dict(D.state_dict())
+    for m in (G, D, G_ref, D_ref):
+        m.eval()
+    z = torch.randn(8, G.cfg.z_dim)
+    img_ref = G_ref(z).detach()
+    x = img_ref.clone().requires_grad_(True)
+    logit_ref = D_ref(x)
+    (g_ref,) = torch.autograd.grad(logit_ref.sum(), x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        img_bf = G(z)
+        x_bf = img_ref.clone().requires_grad_(True)
+        logit_bf = D(x_bf)
+    (g_bf,) = torch.autograd.grad(logit_bf.float().sum(), x_bf)
+    assert img_bf.dtype == torch.float32 or img_bf.dtype == torch.bfloat16
+    # bf16 has 8 significant bits (relative rounding 2^-9 ~ 0.2%); errors grow through the layers
+    assert (img_bf.float() - img_ref).abs().mean() < 0.02
+    assert (img_bf.float() - img_ref).abs().max() < 0.15
+    scale = logit_ref.abs().max()
+    assert (logit_bf.float() - logit_ref.detach()).abs().max() < 0.02 * scale + 0.01
+    cos = torch.nn.functional.cosine_similarity(g_bf.flatten(), g_ref.flatten(), dim=0)
+    assert cos > 0.98
+
+
+@pytest.mark.parametrize("kind", ["l2", "dot"])
+def test_cpu_fused_attention_bf16_close_to_fp32(kind):
+    from vitgan.layers.attention import Attention
+    attn = Attention(dim=64, heads=4, kind=kind, fused=True)
+    ref = Attention(dim=64, heads=4, kind=kind, fused=False)
+    ref.load_state_dict(attn.state_dict())
+    x = torch.randn(4, 65, 64)
+    y_ref = ref(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = attn(x)
+    assert y.dtype == torch.bfloat16
+    assert (y.float() - y_ref).abs().max() < 0.05 * y_ref.abs().max()
+
+
+def test_reference_paths_switches_and_restores():
+    G, D = _models(fused=True)
+    with reference_paths(G, D):
+        assert not any(getattr(m, "fused", False) for m in [*G.modules(), *D.modules()])
+    assert all(m.fused for m in [*G.modules(), *D.modules()] if hasattr(m, "fused"))
+
+
+def test_flops_counted_on_reference_paths_equal_for_fast_and_reference():
+    torch.manual_seed(0)
+    G, D = _models(fused=True)
+    G_ref, D_ref = _models(fused=False)
+    G_ref.load_state_dict(G.state_dict())
+    D_ref.load_state_dict(D.state_dict())
+    real, z = torch.rand(2, 3, 32, 32) * 2 - 1, torch.randn(2, G.cfg.z_dim)
+    dev = torch.device("cpu")
+    fast = count_step_flops(G, D, real, z, None, dev)
+    ref = count_step_flops(G_ref, D_ref, real, z, None, dev)
+    assert fast == ref > 0
+
+
+def test_bench_json_keys(capsys):
+    assert bench_main(["--preset", "tiny", "--batch", "2", "--repeats", "1", "--warmup", "0",
+                       "--device", "cpu", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("step_ms", "images_per_s", "mfu", "peak_mem_mb", "g_forward_ms", "d_fwd_bwd_ms",
+                "d_step_ms", "g_step_ms", "step_gflop", "matmul_peak_tflops"):
+        assert key in res and res[key] > 0, key
