@@ -87,7 +87,7 @@ import json, sys, torch, torch.distributed as dist
 from vitgan.config import model_config
 from vitgan.discriminator import Discriminator
 from vitgan.generator import Generator
-from vitgan.train.augment import DiffAugment
+from vitgan.train.augment import DiffAugment, translate
 from vitgan.train.distributed import Dist, init_distributed, maybe_no_sync, shutdown, wrap_ddp
 from vitgan.train.loss import ViTGANLoss
 
@@ -98,9 +98,25 @@ g = torch.Generator().manual_seed(1234)     # one fixed batch, fixed latents, fi
 REAL = torch.rand(B, C, H, H, generator=g) * 2 - 1
 ZD, ZG = torch.randn(B, cfg.z_dim, generator=g), torch.randn(B, cfg.z_dim, generator=g)
 aug = DiffAugment("translation,color,cutout,scale", p=0.8)
-# Dmain augments cat([x, G(z), x, G(z)]) (bCR real and fake on): 4 groups of B rows
-DRAWS = {"Dmain": aug.sample((4 * B, C, H, H), "cpu", g), "Dreg": aug.sample((B, C, H, H), "cpu", g),
+# Dmain augments cat([x, G(z)]): 2 groups of B rows; then bCR's transform T is applied to the
+# real views and to the fake views (one call each), with its own fixed per-row draws.
+DRAWS = {"Dmain": aug.sample((2 * B, C, H, H), "cpu", g), "Dreg": aug.sample((B, C, H, H), "cpu", g),
          "Gmain": aug.sample((B, C, H, H), "cpu", g)}
+T_DRAWS = {"tx": torch.randint(-2, 3, (2 * B,), generator=g), "ty": torch.randint(-2, 3, (2 * B,), generator=g),
+           "flip": torch.rand(2 * B, generator=g) < 0.5}
+
+
+class BcrDraws:
+    """bCR's flip + translation with the fixed draws of the global rows it is told."""
+
+    def __init__(self, shift=0):
+        self.rows, self.shift = [], shift
+
+    def __call__(self, x):
+        rows = (self.rows.pop(0) + self.shift) % (2 * B)
+        assert x.shape[0] == len(rows)
+        x = torch.where(T_DRAWS["flip"][rows].view(-1, 1, 1, 1), x.flip(3), x)
+        return translate(x, T_DRAWS["tx"][rows], T_DRAWS["ty"][rows])
 
 
 class Draws:
@@ -122,14 +138,15 @@ def step(d, rounds, shift=0):
     torch.manual_seed(0)
     G, D = Generator(cfg).train(), Discriminator(cfg).train()
     G_run, D_run = wrap_ddp(G, d), wrap_ddp(D, d)
-    draws = Draws(shift)
+    draws, bcr = Draws(shift), BcrDraws(shift)
     loss = ViTGANLoss(G_run, D_run, draws, bcr_real=10.0, bcr_fake=10.0, r1_gamma=1.0,
-                      r1_interval=4, lecam_weight=0.0)
+                      r1_interval=4, lecam_weight=0.0, bcr_transform=bcr)
     micro, gain = B // d.world_size // rounds, 1.0 / rounds
     part = lambda k: d.rank * (B // d.world_size) + k * micro + torch.arange(micro)  # noqa: E731
     for k in range(rounds):
         s, last = part(k), k == rounds - 1
-        draws.rows = ("Dmain", torch.cat([j * B + s for j in range(4)]))
+        draws.rows = ("Dmain", torch.cat([j * B + s for j in range(2)]))
+        bcr.rows = [s, B + s]
         with maybe_no_sync(D_run, True):  # R1 is due: the sync waits for the last Dreg
             loss.accumulate_gradients("Dmain", REAL[s], ZD[s], gain=gain)
         draws.rows = ("Dreg", s)
