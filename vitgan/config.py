@@ -46,6 +46,8 @@ class ModelConfig:
     g_latent: str = "sln"
     g_head: str = "inr"
     g_demodulate: bool = True
+    sln_init_std: float = 0.5        # SLN's gamma(w), beta(w) start at 1 +- this, 0 +- this: how
+                                     # much G's output depends on z at initialisation (paper: silent)
     fourier_dim: int = 256           # width of E_fou = sin(Linear(xy))
     inr_hidden: int = 256            # hidden width of the 2-layer modulated MLP
     # --- discriminator ---
@@ -91,6 +93,8 @@ class ModelConfig:
                      "d_heads", "d_mlp_dim", "d_conv_kernel"):
             if int(getattr(self, name)) <= 0:
                 raise OptionError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not self.sln_init_std >= 0:
+            raise OptionError(f"sln_init_std must be >= 0, got {self.sln_init_std}")
         if self.mapping_layers < 0:
             raise OptionError(f"mapping_layers must be >= 0, got {self.mapping_layers}")
         for res_name, p in (("patch_size", self.patch_size), ("d_patch_size", self.d_patch)):

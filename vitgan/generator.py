@@ -43,7 +43,7 @@ class Generator(nn.Module):
             norm = lambda: LayerNorm(dim)  # noqa: E731
         else:
             self.latent_tokens = None
-            norm = lambda: SLN(dim=dim, w_dim=cfg.w_dim)  # noqa: E731
+            norm = lambda: SLN(dim=dim, w_dim=cfg.w_dim, init_std=cfg.sln_init_std)  # noqa: E731
         self.blocks = nn.ModuleList(
             Block(dim=dim, mlp_dim=cfg.g_mlp_dim, norm=norm,
                   attention=Attention(dim=dim, heads=cfg.g_heads, kind="dot", fused=cfg.fused_attention))
