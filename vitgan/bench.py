@@ -33,7 +33,7 @@ import resource
 import statistics
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -41,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vitgan.config import get_preset, parse_set, apply_overrides
 from vitgan.discriminator import Discriminator
 from vitgan.generator import Generator
+from vitgan.layers.paths import reference_paths
 from vitgan.train.augment import DiffAugment
 from vitgan.train.ema import EMA
 from vitgan.train.loss import ViTGANLoss
@@ -129,21 +130,6 @@ def make_adam(module: torch.nn.Module, device: torch.device) -> torch.optim.Adam
         return torch.optim.Adam(params, lr=2e-3, betas=(0.0, 0.99), fused=True)
     except (RuntimeError, ValueError):
         return torch.optim.Adam(params, lr=2e-3, betas=(0.0, 0.99), foreach=True)
-
-
-@contextmanager
-def reference_paths(*modules: torch.nn.Module):
-    """Temporarily switch every fused attention / INR layer in ``modules`` to its reference path
-    (same weights, same function); used to count FLOPs the counter would otherwise miss."""
-    switched = [m for root in modules for m in root.modules()
-                if isinstance(getattr(m, "fused", None), bool) and m.fused]
-    for m in switched:
-        m.fused = False
-    try:
-        yield
-    finally:
-        for m in switched:
-            m.fused = True
 
 
 def count_step_flops(G, D, real, z, dtype, device) -> int:

@@ -30,7 +30,6 @@ online). If none works, one ``UserError`` lists the ways.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -43,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from vitgan.errors import UserError
+from vitgan.train.checkpoint import sha256_file
 
 ENV_VAR = "VITGAN_INCEPTION"
 INPUT_SIZE = 299
@@ -134,12 +134,7 @@ def resolve_inception_path(path: str | os.PathLike | None = None, *, allow_downl
     raise UserError(f"no Inception network found{tried}; {_how_to_get_it()}")
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+file_sha256 = sha256_file  # one implementation: vitgan.train.checkpoint.sha256_file
 
 
 _SHA_MEMO: dict[tuple, str] = {}

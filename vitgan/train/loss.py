@@ -72,6 +72,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitgan.errors import OptionError
+from vitgan.layers.paths import reference_paths
 from vitgan.train.augment import ConsistencyTransform
 
 __all__ = ["ViTGANLoss", "PHASES"]
@@ -85,23 +86,6 @@ def _no_sync(module: nn.Module):
     """``module.no_sync()`` for a DistributedDataParallel module, else a null context."""
     no_sync = getattr(module, "no_sync", None)
     return no_sync() if callable(no_sync) else contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _twice_differentiable(module: nn.Module):
-    """R1 needs the gradient of a gradient. Fused attention kernels (scaled_dot_product_attention's
-    flash / memory-efficient backward) have no second derivative, so for this phase every fused
-    ``Attention`` inside ``module`` runs its reference path: the same function, written out."""
-    from vitgan.layers.attention import Attention
-
-    switched = [m for m in module.modules() if isinstance(m, Attention) and m.fused]
-    for m in switched:
-        m.fused = False
-    try:
-        yield
-    finally:
-        for m in switched:
-            m.fused = True
 
 
 def _trainable(module: nn.Module) -> list[torch.Tensor]:
@@ -281,7 +265,9 @@ class ViTGANLoss:
         if self.r1_gamma == 0:
             return {}
         x = real.detach().float().requires_grad_(True)
-        with _twice_differentiable(self.D):
+        # R1 needs the gradient of a gradient; fused attention kernels have no second
+        # derivative, so D runs its reference paths (the same function) for this phase.
+        with reference_paths(self.D):
             logits = self._run_D(self._aug(x))
             (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
         r1 = grad.square().flatten(1).sum(1)  # (B,) ||grad_x D(x)||^2
