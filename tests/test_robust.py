@@ -113,7 +113,7 @@ def test_nan_stops_with_a_clear_message_or_rolls_back(tmp_path, capsys, monkeypa
     data = make_images(tmp_path / "imgs")
     run = tmp_path / "R"
     rc, out, err = main(["train", "--preset", "tiny", "--data", data, "--kimg", "0.064", "--out", run,
-                         *small_args(nan_policy=policy)], capsys)
+                         *small_args(nan_policy=policy, lr=0.002)], capsys)
     if policy == "stop":
         assert rc == 1 and "Traceback" not in err
         assert "training diverged: non-finite" in err and "at kimg 0.048 (step 6)" in err
