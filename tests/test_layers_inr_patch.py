@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from vitgan.layers.inr import (INRHead, LinearHead, ModulatedMLP, grid_centres, modulated_mlp_fused,
+                               modulated_mlp_reference,
                                tile_patches)
 from vitgan.layers.patch import PatchEmbedding
 
@@ -28,6 +29,31 @@ def test_modulated_mlp_fused_equals_per_patch_reference(demodulate):
     grads_r = torch.autograd.grad(out_r, (x, y, mlp.weight1), g)
     for a, b in zip(grads_f, grads_r):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_full_two_layer_modulated_mlp_against_hand_formula():
+    """Both layers with non-zero biases, a random RGB layer and per-patch styles, written out per
+    patch with plain matrix products: h = lrelu(x (W1 diag s1)^T [demod] + b1) sqrt2,
+    out = h (W2 diag s2)^T + b2 (RGB layer modulated, never demodulated)."""
+    f64 = dict(dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    P, F_, H, C, L = 9, 6, 7, 3, 4
+    x = torch.randn(P, F_, generator=g, **f64)
+    w1, b1 = torch.randn(H, F_, generator=g, **f64), torch.randn(H, generator=g, **f64)
+    w2, b2 = torch.randn(C, H, generator=g, **f64), torch.randn(C, generator=g, **f64)
+    s1 = torch.rand(2, L, F_, generator=g, **f64) + 0.5
+    s2 = torch.rand(2, L, H, generator=g, **f64) + 0.5
+    for demod in (True, False):
+        for fn in (modulated_mlp_fused, modulated_mlp_reference):
+            out = fn(x, s1, w1, b1, s2, w2, b2, demodulate=demod, eps=0.0)
+            for b in range(2):
+                for i in range(L):
+                    a = w1 * s1[b, i]
+                    if demod:
+                        a = a / a.norm(dim=1, keepdim=True)
+                    h = F.leaky_relu(x @ a.t() + b1, 0.2) * 2 ** 0.5
+                    expected = h @ (w2 * s2[b, i]).t() + b2
+                    torch.testing.assert_close(out[b, i], expected)
 
 
 def test_modulation_is_per_patch_weight_scaling_and_demodulation_normalises():

@@ -71,6 +71,12 @@ def test_mapping_network_shape_depth_and_unit_rms():
     w = m(torch.randn(512, 32))
     assert w.shape == (512, 48)
     assert 0.5 < w.square().mean().sqrt() < 2.0  # leaky ReLU gain sqrt(2) keeps unit RMS
+    # the network is pixel norm, then per layer leaky_relu(z W_eff^T + b_eff, 0.2) * sqrt(2)
+    z = torch.randn(5, 32)
+    h = z * (z.square().mean(1, keepdim=True) + 1e-8).rsqrt()
+    for layer in m.layers:
+        h = F.leaky_relu(h @ (layer.weight * layer.weight_gain).t() + layer.bias * 0.01, 0.2) * math.sqrt(2)
+    torch.testing.assert_close(m(z), h)
     ident = MappingNetwork(z_dim=16, w_dim=16, layers=0)
     z = torch.randn(3, 16)
     torch.testing.assert_close(ident(z), pixel_norm(z))

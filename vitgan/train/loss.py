@@ -64,7 +64,6 @@ before ``gain``).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import torch
@@ -74,18 +73,13 @@ import torch.nn.functional as F
 from vitgan.errors import OptionError
 from vitgan.layers.paths import reference_paths
 from vitgan.train.augment import ConsistencyTransform
+from vitgan.train.distributed import maybe_no_sync
 
 __all__ = ["ViTGANLoss", "PHASES"]
 
 PHASES = ("Gmain", "Dmain", "Dreg")
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _no_sync(module: nn.Module):
-    """``module.no_sync()`` for a DistributedDataParallel module, else a null context."""
-    no_sync = getattr(module, "no_sync", None)
-    return no_sync() if callable(no_sync) else contextlib.nullcontext()
 
 
 def _trainable(module: nn.Module) -> list[torch.Tensor]:
@@ -199,7 +193,7 @@ class ViTGANLoss:
 
     def _gmain(self, z: torch.Tensor, gain) -> dict[str, torch.Tensor]:
         fake = self._run_G(z)
-        with _no_sync(self.D):
+        with maybe_no_sync(self.D, True):
             logits = self._run_D(self._aug(fake))
         loss = F.softplus(-logits).mean()
         self._backward(loss, gain, _trainable(self.G))
