@@ -44,8 +44,8 @@ def test_bf16_fused_matches_fp32_reference_to_bf16_tolerance():
 @pytest.mark.parametrize("kind", ["l2", "dot"])
 def test_cpu_fused_attention_bf16_close_to_fp32(kind):
     from vitgan.layers.attention import Attention
-    attn = Attention(dim=64, heads=4, kind=kind, fused=True)
-    ref = Attention(dim=64, heads=4, kind=kind, fused=False)
+    attn = Attention(dim=64, heads=4, kind=kind, fused=True, equalized=True)
+    ref = Attention(dim=64, heads=4, kind=kind, fused=False, equalized=True)
     ref.load_state_dict(attn.state_dict())
     x = torch.randn(4, 65, 64)
     y_ref = ref(x)

@@ -31,7 +31,7 @@ def naive_dot_attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("kind,naive", [("l2", naive_l2_attention), ("dot", naive_dot_attention)])
 def test_attention_matches_naive_formula(kind, naive, fused):
-    attn = Attention(dim=48, heads=3, kind=kind, fused=fused).double()
+    attn = Attention(dim=48, heads=3, kind=kind, fused=fused, equalized=False).double()
     with torch.no_grad():  # larger weights than ViT's init, so the softmax is far from uniform
         attn.to_qk.weight.normal_(0, 0.3)
         attn.to_v.weight.normal_(0, 0.3)
@@ -40,7 +40,7 @@ def test_attention_matches_naive_formula(kind, naive, fused):
 
 
 def test_l2_query_and_key_share_parameters():
-    attn = Attention(dim=32, heads=4, kind="l2")
+    attn = Attention(dim=32, heads=4, kind="l2", equalized=False)
     names = {n for n, _ in attn.named_parameters()}
     assert names == {"to_qk.weight", "to_v.weight", "proj.weight", "proj.bias"}
     assert attn.to_qk.weight.shape == (32, 32)  # one W for q and for k, not [W_q | W_k]
@@ -61,7 +61,7 @@ def test_l2_query_and_key_share_parameters():
 @pytest.mark.parametrize("kind", ["l2", "dot"])
 @pytest.mark.parametrize("fused", [True, False])
 def test_permuting_tokens_permutes_output(kind, fused):
-    attn = Attention(dim=32, heads=4, kind=kind, fused=fused)
+    attn = Attention(dim=32, heads=4, kind=kind, fused=fused, equalized=False)
     x = torch.randn(2, 13, 32)
     perm = torch.randperm(13)
     torch.testing.assert_close(attn(x[:, perm]), attn(x)[:, perm], rtol=1e-5, atol=1e-6)
@@ -69,8 +69,8 @@ def test_permuting_tokens_permutes_output(kind, fused):
 
 @pytest.mark.parametrize("kind", ["l2", "dot"])
 def test_fused_equals_reference_values_and_gradients(kind):
-    ref = Attention(dim=64, heads=4, kind=kind, fused=False)
-    fused = Attention(dim=64, heads=4, kind=kind, fused=True)
+    ref = Attention(dim=64, heads=4, kind=kind, fused=False, equalized=False)
+    fused = Attention(dim=64, heads=4, kind=kind, fused=True, equalized=False)
     fused.load_state_dict(ref.state_dict())
     with torch.no_grad():
         ref.to_qk.weight.normal_(0, 0.2)
@@ -95,8 +95,8 @@ def test_l2_fused_pads_to_multiple_of_8_and_scale_inside_softmax():
 
 @pytest.mark.parametrize("kind", ["l2", "dot"])
 def test_conv_qkv_identity_kernel_equals_plain_attention_and_cls_bypasses(kind):
-    plain = Attention(dim=16, heads=2, kind=kind)
-    conv = Attention(dim=16, heads=2, kind=kind, conv_kernel=3, prefix_tokens=1)
+    plain = Attention(dim=16, heads=2, kind=kind, equalized=False)
+    conv = Attention(dim=16, heads=2, kind=kind, conv_kernel=3, prefix_tokens=1, equalized=False)
     conv.load_state_dict(plain.state_dict(), strict=False)
     with torch.no_grad():
         for c in (conv.conv_qk, conv.conv_v):

@@ -12,7 +12,7 @@ from vitgan.layers.patch import PatchEmbedding
 
 @pytest.mark.parametrize("demodulate", [True, False])
 def test_modulated_mlp_fused_equals_per_patch_reference(demodulate):
-    mlp = ModulatedMLP(style_dim=12, in_dim=10, hidden=14, out_dim=3, demodulate=demodulate).double()
+    mlp = ModulatedMLP(style_dim=12, in_dim=10, hidden=14, out_dim=3, demodulate=demodulate, equalized=False).double()
     with torch.no_grad():
         mlp.bias1.normal_()
         mlp.bias2.normal_()
@@ -91,7 +91,7 @@ def test_tile_patches_places_token_i_at_patch_i():
 
 def test_linear_head_token_paints_known_value_at_its_place():
     grid, p = 4, 2
-    head = LinearHead(dim=8, patch_size=p, grid=grid, channels=3)
+    head = LinearHead(dim=8, patch_size=p, grid=grid, channels=3, equalized=False)
     with torch.no_grad():
         head.linear.weight.zero_()
         head.linear.bias.zero_()
@@ -106,7 +106,7 @@ def test_linear_head_token_paints_known_value_at_its_place():
 
 def test_inr_head_token_i_changes_only_patch_i_and_varies_with_coordinates():
     grid, p = 4, 4
-    head = INRHead(dim=16, patch_size=p, grid=grid, channels=3, fourier_dim=24, hidden=20)
+    head = INRHead(dim=16, patch_size=p, grid=grid, channels=3, fourier_dim=24, hidden=20, equalized=False)
     y = torch.randn(1, 16).expand(grid * grid, -1).unsqueeze(0).clone()  # every token the same
     base = head(y)
     for i in (0, 5, 15):
@@ -136,7 +136,7 @@ def test_grid_centres_are_normalised_cell_centres():
 @pytest.mark.parametrize("overlap", [True, False])
 def test_patch_embedding_token_count_and_receptive_window(overlap):
     H, P = 16, 4
-    emb = PatchEmbedding(channels=3, dim=8, patch_size=P, overlap=overlap)
+    emb = PatchEmbedding(channels=3, dim=8, patch_size=P, overlap=overlap, equalized=False)
     img = torch.randn(1, 3, H, H, requires_grad=True)
     tokens = emb(img)
     assert tokens.shape == (1, (H // P) ** 2, 8)
@@ -151,7 +151,7 @@ def test_patch_embedding_token_count_and_receptive_window(overlap):
 
 def test_patch_embedding_is_unfold_then_linear():
     P = 4
-    emb = PatchEmbedding(channels=3, dim=6, patch_size=P, overlap=True)
+    emb = PatchEmbedding(channels=3, dim=6, patch_size=P, overlap=True, equalized=False)
     img = torch.randn(2, 3, 12, 12)
     windows = F.unfold(img, kernel_size=2 * P, stride=P, padding=P // 2)   # (B, C*2P*2P, L)
     expected = windows.transpose(1, 2) @ emb.proj.weight.flatten(1).t() + emb.proj.bias

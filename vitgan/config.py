@@ -27,6 +27,10 @@ ABLATIONS: dict[str, tuple] = {
 }
 
 
+# Fields added after the first release, with the value a config saved without them had.
+LEGACY_DEFAULTS: dict = {"equalized_lr": False}
+
+
 @dataclass
 class ModelConfig:
     """Architecture of ViT-G and ViT-D. Sizes follow the paper's section 2 and 3."""
@@ -61,6 +65,11 @@ class ModelConfig:
     d_overlap: bool = True
     d_conv_qkv: bool = False
     d_conv_kernel: int = 3
+    # --- parametrisation (StyleGAN2's equalised learning rate; the paper's implementation details) ---
+    equalized_lr: bool = True        # every Linear/Conv of G and D stored N(0, 1), scaled by
+                                     # 1/sqrt(fan_in) at run time; False: plain layers, ViT std 0.02
+                                     # (this project's first parametrisation; checkpoints saved
+                                     # before the field existed load as False)
     # --- implementation (does not change the function computed, only how) ---
     fused_attention: bool = True     # scaled_dot_product_attention path; False = reference math
     fused_inr: bool = True           # INR head as a few large matmuls; False = per-patch weights
@@ -126,7 +135,8 @@ class ModelConfig:
         if unknown:
             raise OptionError(f"unknown model config key(s) {', '.join(unknown)}; valid keys: "
                               + ", ".join(f.name for f in dataclasses.fields(cls)))
-        return cls(**data)
+        # a config saved before a field existed means that field's value back then
+        return cls(**{**LEGACY_DEFAULTS, **data})
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":

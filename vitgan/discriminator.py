@@ -4,7 +4,10 @@
     h'  = MSA(LN(h)) + h ;  h = MLP(LN(h')) + h'      pre-norm blocks, L2 attention (tied W_q = W_k)
     D(x) = Linear(LN(h_L[cls]))                       one logit per image
 
-Every Linear and Conv layer is weight-normalised by ``cfg.d_norm`` (ISN by default). No dropout.
+Every Linear and Conv layer is equalised (``cfg.equalized_lr``: weights stored N(0, 1), scaled by
+1/sqrt(fan_in) at run time) and weight-normalised by ``cfg.d_norm`` (ISN by default) on the stored
+weight, as the official code does; the class token and position embeddings are plain parameters
+(ViT's std 0.02). No dropout.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from torch import nn
 
 from vitgan.config import ModelConfig
 from vitgan.layers.attention import Attention
-from vitgan.layers.block import Block, init_vit_
+from vitgan.layers.block import Block
+from vitgan.layers.equalized import make_linear
 from vitgan.layers.isn import apply_weight_norm
 from vitgan.layers.patch import PatchEmbedding
 from vitgan.layers.sln import LayerNorm
@@ -27,23 +31,23 @@ class Discriminator(nn.Module):
         super().__init__()
         self.cfg = cfg
         dim, tokens = cfg.d_dim, cfg.d_tokens
+        eq = cfg.equalized_lr
         self.patch_embedding = PatchEmbedding(channels=cfg.channels, dim=dim, patch_size=cfg.d_patch,
-                                              overlap=cfg.d_overlap)
+                                              overlap=cfg.d_overlap, equalized=eq)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embedding = nn.Parameter(torch.zeros(1, 1 + tokens, dim))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.pos_embedding, std=0.02)
         conv_kernel = cfg.d_conv_kernel if cfg.d_conv_qkv else None
         self.blocks = nn.ModuleList(
-            Block(dim=dim, mlp_dim=cfg.d_mlp_dim, norm=lambda: LayerNorm(dim),
+            Block(dim=dim, mlp_dim=cfg.d_mlp_dim, norm=lambda: LayerNorm(dim), equalized=eq,
                   attention=Attention(dim=dim, heads=cfg.d_heads, kind=cfg.d_attention,
                                       fused=cfg.fused_attention, conv_kernel=conv_kernel,
-                                      prefix_tokens=1))
+                                      prefix_tokens=1, equalized=eq))
             for _ in range(cfg.d_depth))
         self.norm = LayerNorm(dim)
-        self.head = nn.Linear(dim, 1)
-        init_vit_(self.head)
-        apply_weight_norm(self, cfg.d_norm)  # ISN / SN / none on every Linear and Conv
+        self.head = make_linear(dim, 1, equalized=eq)
+        apply_weight_norm(self, cfg.d_norm)  # ISN / SN / none on every Linear and Conv (stored weights)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.patch_embedding(images)                                  # (B, L, D)

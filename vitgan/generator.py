@@ -6,6 +6,9 @@
     y      = SLN(h_L, w)
     x      = tile_i f_{theta, y_i}(E_fou)             INR head: each token paints its P x P patch
 
+Every Linear layer except the sine embeddings' is equalised (``cfg.equalized_lr``, the paper's
+StyleGAN2 setting; ``vitgan.layers.equalized``); the mapping network always is (lr_mult 0.01).
+
 Ablations (``ModelConfig``): ``g_latent="tokens"`` feeds w as input tokens (Linear(w) added to
 E_pos) and uses LayerNorm with affine in place of SLN; ``g_head="linear"`` maps each token
 linearly to its P*P*C pixels; ``g_demodulate`` switches the INR's demodulation.
@@ -20,6 +23,7 @@ from torch import nn
 from vitgan.config import ModelConfig
 from vitgan.layers.attention import Attention
 from vitgan.layers.block import Block
+from vitgan.layers.equalized import make_linear
 from vitgan.layers.inr import INRHead, LinearHead, SineEmbedding, grid_centres
 from vitgan.layers.mapping import MappingNetwork
 from vitgan.layers.sln import SLN, LayerNorm
@@ -37,24 +41,27 @@ class Generator(nn.Module):
                                       lr_mult=cfg.mapping_lr_mult)
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))          # for truncation
         self.register_buffer("patch_centres", grid_centres(grid), persistent=False)  # (L, 2)
+        eq = cfg.equalized_lr
         self.pos_embedding = SineEmbedding(out_dim=dim)                 # E_pos
         if cfg.g_latent == "tokens":
-            self.latent_tokens = nn.Linear(cfg.w_dim, grid * grid * dim)
+            self.latent_tokens = make_linear(cfg.w_dim, grid * grid * dim, equalized=eq)
             norm = lambda: LayerNorm(dim)  # noqa: E731
         else:
             self.latent_tokens = None
-            norm = lambda: SLN(dim=dim, w_dim=cfg.w_dim, init_std=cfg.sln_init_std)  # noqa: E731
+            norm = lambda: SLN(dim=dim, w_dim=cfg.w_dim, init_std=cfg.sln_init_std, equalized=eq)  # noqa: E731
         self.blocks = nn.ModuleList(
-            Block(dim=dim, mlp_dim=cfg.g_mlp_dim, norm=norm,
-                  attention=Attention(dim=dim, heads=cfg.g_heads, kind="dot", fused=cfg.fused_attention))
+            Block(dim=dim, mlp_dim=cfg.g_mlp_dim, norm=norm, equalized=eq,
+                  attention=Attention(dim=dim, heads=cfg.g_heads, kind="dot", fused=cfg.fused_attention,
+                                      equalized=eq))
             for _ in range(cfg.g_depth))
         self.norm = norm()
         if cfg.g_head == "inr":
             self.head = INRHead(dim=dim, patch_size=cfg.patch_size, grid=grid, channels=cfg.channels,
                                 fourier_dim=cfg.fourier_dim, hidden=cfg.inr_hidden,
-                                demodulate=cfg.g_demodulate, fused=cfg.fused_inr)
+                                demodulate=cfg.g_demodulate, fused=cfg.fused_inr, equalized=eq)
         else:
-            self.head = LinearHead(dim=dim, patch_size=cfg.patch_size, grid=grid, channels=cfg.channels)
+            self.head = LinearHead(dim=dim, patch_size=cfg.patch_size, grid=grid, channels=cfg.channels,
+                                   equalized=eq)
 
     def synthesis(self, w: torch.Tensor) -> torch.Tensor:
         """w (B, w_dim) -> images (B, C, H, W)."""

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vitgan.layers.equalized import make_conv2d, make_linear
+
 KINDS = ("dot", "l2")
 
 
@@ -77,7 +79,7 @@ class Attention(nn.Module):
     """Multi-head self-attention on (B, N, dim) tokens, dot-product or L2 (tied W_q = W_k)."""
 
     def __init__(self, *, dim: int, heads: int, kind: str = "dot", fused: bool = True,
-                 conv_kernel: int | None = None, prefix_tokens: int = 0):
+                 conv_kernel: int | None = None, prefix_tokens: int = 0, equalized: bool):
         super().__init__()
         assert dim % heads == 0, f"heads={heads} must divide dim={dim}"
         assert kind in KINDS, f"attention kind {kind!r} not in {KINDS}"
@@ -85,13 +87,14 @@ class Attention(nn.Module):
         self.scale = (dim // heads) ** -0.5  # 1/sqrt(d_h), inside the softmax
         self.prefix_tokens = prefix_tokens
         # L2: one matrix W_qk for q and k (a bias would cancel in q_i - k_j). dot: [W_q | W_k].
-        self.to_qk = nn.Linear(dim, dim if kind == "l2" else 2 * dim, bias=False)
-        self.to_v = nn.Linear(dim, dim, bias=False)
-        self.proj = nn.Linear(dim, dim)
+        self.to_qk = make_linear(dim, dim if kind == "l2" else 2 * dim, bias=False, equalized=equalized)
+        self.to_v = make_linear(dim, dim, bias=False, equalized=equalized)
+        self.proj = make_linear(dim, dim, equalized=equalized)
         self.conv_qk = self.conv_v = None
         if conv_kernel:
-            self.conv_qk = nn.Conv2d(dim, dim, conv_kernel, padding=conv_kernel // 2, groups=dim, bias=False)
-            self.conv_v = nn.Conv2d(dim, dim, conv_kernel, padding=conv_kernel // 2, groups=dim, bias=False)
+            conv = lambda: make_conv2d(dim, dim, conv_kernel, padding=conv_kernel // 2, groups=dim,  # noqa: E731
+                                       bias=False, equalized=equalized)
+            self.conv_qk, self.conv_v = conv(), conv()
 
     def _conv(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         """Depthwise conv over the token grid; prefix (class) tokens pass through unchanged."""

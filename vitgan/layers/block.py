@@ -14,35 +14,30 @@ from typing import Callable
 import torch
 from torch import nn
 
+from vitgan.layers.equalized import make_linear
+
 
 class MLP(nn.Sequential):
     """Linear(dim -> hidden), GELU, Linear(hidden -> dim). No dropout."""
 
-    def __init__(self, *, dim: int, hidden: int):
-        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+    def __init__(self, *, dim: int, hidden: int, equalized: bool):
+        super().__init__(make_linear(dim, hidden, equalized=equalized), nn.GELU(),
+                         make_linear(hidden, dim, equalized=equalized))
 
 
 class Block(nn.Module):
+    """``attention``'s and the MLP's Linear layers come initialised by their parametrisation
+    (``vitgan.layers.equalized``: std 1/sqrt(fan_in) equalised, ViT's 0.02 plain)."""
+
     def __init__(self, *, dim: int, mlp_dim: int, attention: nn.Module,
-                 norm: Callable[[], nn.Module]):
+                 norm: Callable[[], nn.Module], equalized: bool):
         super().__init__()
         self.norm1, self.attn = norm(), attention
-        self.norm2, self.mlp = norm(), MLP(dim=dim, hidden=mlp_dim)
-        init_vit_(self.attn)
-        init_vit_(self.mlp)
+        self.norm2, self.mlp = norm(), MLP(dim=dim, hidden=mlp_dim, equalized=equalized)
 
     def forward(self, h: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         h = self.attn(self.norm1(h, w)) + h      # h' = MSA(Norm(h, w)) + h
         return self.mlp(self.norm2(h, w)) + h    # h  = MLP(Norm(h', w)) + h'
 
 
-def init_vit_(module: nn.Module, std: float = 0.02) -> None:
-    """ViT initialisation (timm): Linear weights ~ trunc N(0, std^2), biases 0."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
-__all__ = ["MLP", "Block", "init_vit_"]
+__all__ = ["MLP", "Block"]

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vitgan.layers.equalized import make_linear
+
 
 def grid_centres(n: int) -> torch.Tensor:
     """(n*n, 2) (x, y) centres of an n x n grid of cells spanning [-1, 1]^2, row-major."""
@@ -38,7 +40,12 @@ def tile_patches(patches: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 class SineEmbedding(nn.Module):
-    """E(p) = sin(Linear(p)) for 2-D coordinates p; CIPS's learned Fourier-feature init."""
+    """E(p) = sin(Linear(p)) for 2-D coordinates p; CIPS's learned Fourier-feature init.
+
+    Never equalised: the weights ARE the frequencies (uniform in +-sqrt(9/2) = +-2.1), already
+    of unit scale, so Adam's relative step is what equalisation would give (equalising would
+    only divide the stored values by sqrt(2)); keeping a plain Linear keeps the frequencies
+    readable in the state dict."""
 
     def __init__(self, *, out_dim: int, in_dim: int = 2):
         super().__init__()
@@ -82,14 +89,13 @@ class ModulatedMLP(nn.Module):
     """features (P2, F), tokens (B, L, D) -> per-patch outputs (B, L, P2, out_dim)."""
 
     def __init__(self, *, style_dim: int, in_dim: int, hidden: int, out_dim: int,
-                 demodulate: bool = True, fused: bool = True):
+                 demodulate: bool = True, fused: bool = True, equalized: bool):
         super().__init__()
         self.demodulate, self.fused = demodulate, fused
-        # style affines (StyleGAN2): s = A y + 1
-        self.affine1, self.affine2 = nn.Linear(style_dim, in_dim), nn.Linear(style_dim, hidden)
-        for affine in (self.affine1, self.affine2):
-            nn.init.normal_(affine.weight, std=1 / math.sqrt(style_dim))
-            nn.init.ones_(affine.bias)
+        # style affines (StyleGAN2): s = A y + 1, A initialised at std 1/sqrt(style_dim)
+        affine = lambda n: make_linear(style_dim, n, equalized=equalized,  # noqa: E731
+                                       init_std=1 / math.sqrt(style_dim), bias_init=1.0)
+        self.affine1, self.affine2 = affine(in_dim), affine(hidden)
         # shared weights, equalised: stored N(0, 1), scaled by 1/sqrt(fan_in) at run time
         self.weight1 = nn.Parameter(torch.randn(hidden, in_dim))
         self.bias1 = nn.Parameter(torch.zeros(hidden))
@@ -108,13 +114,13 @@ class INRHead(nn.Module):
     """Output tokens y (B, L, D) -> image (B, C, H, W): each token paints its P x P patch."""
 
     def __init__(self, *, dim: int, patch_size: int, grid: int, channels: int, fourier_dim: int,
-                 hidden: int, demodulate: bool = True, fused: bool = True):
+                 hidden: int, demodulate: bool = True, fused: bool = True, equalized: bool):
         super().__init__()
         self.grid = grid
         self.register_buffer("coords", grid_centres(patch_size), persistent=False)  # (P*P, 2)
         self.fourier = SineEmbedding(out_dim=fourier_dim)
         self.mlp = ModulatedMLP(style_dim=dim, in_dim=fourier_dim, hidden=hidden, out_dim=channels,
-                                demodulate=demodulate, fused=fused)
+                                demodulate=demodulate, fused=fused, equalized=equalized)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         e_fou = self.fourier(self.coords)                                # same for every patch
@@ -124,10 +130,10 @@ class INRHead(nn.Module):
 class LinearHead(nn.Module):
     """Ablation: token -> Linear -> P*P*C pixel values, tiled."""
 
-    def __init__(self, *, dim: int, patch_size: int, grid: int, channels: int):
+    def __init__(self, *, dim: int, patch_size: int, grid: int, channels: int, equalized: bool):
         super().__init__()
         self.grid, self.channels = grid, channels
-        self.linear = nn.Linear(dim, patch_size * patch_size * channels)
+        self.linear = make_linear(dim, patch_size * patch_size * channels, equalized=equalized)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         patches = rearrange(self.linear(y), "b l (p2 c) -> b l p2 c", c=self.channels)

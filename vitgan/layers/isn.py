@@ -3,6 +3,12 @@
     SN:   W_SN  = W / sigma(W)
     ISN:  W_ISN = sigma(W_init) * W / sigma(W)          (paper, section 3)
 
+For an equalised-lr layer (``vitgan.layers.equalized``: W_eff = g * W, W stored at unit scale)
+both act on the STORED weight W, as in the official code: the power iteration runs on the stored
+matrix and sigma(W_init) is the stored initial matrix's, so ISN's effective spectral norm is
+g * sigma(W_init) (~ 1 + sqrt(out/in)). For SN the target is spectral norm 1 of the EFFECTIVE
+weight (Miyato et al.), so the chain multiplies by 1/g: W_eff = W / sigma(W) whatever g is.
+
 Both are ``torch.nn.utils.parametrize`` parametrizations of ``weight``, chained:
 ``SpectralNorm`` (W / sigma) then, for ISN, ``InitScale`` (x sigma(W_init)). sigma(W) is estimated
 by power iteration on the weight reshaped to 2-D (out, rest): one step per forward in training
@@ -110,8 +116,11 @@ def normalise_weight(layer: nn.Module, kind: str, *, n_power_iterations: int = 1
         return layer
     sn = SpectralNorm(layer.weight, n_power_iterations=n_power_iterations)
     parametrize.register_parametrization(layer, "weight", sn)
-    if kind == "isn":
+    gain = float(getattr(layer, "weight_gain", 1.0))  # equalised lr: W_eff = gain * W
+    if kind == "isn":    # W_eff = gain * sigma(W_init) * W / sigma(W)
         parametrize.register_parametrization(layer, "weight", InitScale(sigma_init=sn.sigma_at_init))
+    elif gain != 1.0:    # SN: W_eff = W / sigma(W), spectral norm 1 of the effective weight
+        parametrize.register_parametrization(layer, "weight", InitScale(sigma_init=torch.tensor(1.0 / gain)))
     return layer
 
 

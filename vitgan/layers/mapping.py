@@ -13,28 +13,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitgan.layers.equalized import EqualizedLinear
+
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the feature dimension."""
     return x * torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + eps)
 
 
-class EqualLinear(nn.Module):
-    """y = act((lr_mult / sqrt(in)) * W x + lr_mult * b); act = sqrt(2) * leaky_relu(0.2)."""
-
-    def __init__(self, *, in_dim: int, out_dim: int, lr_mult: float = 1.0, activation: bool = True):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mult)
-        self.bias = nn.Parameter(torch.zeros(out_dim))
-        self.weight_gain = lr_mult / math.sqrt(in_dim)
-        self.bias_gain = lr_mult
-        self.activation = activation
+class MappingLayer(EqualizedLinear):
+    """y = sqrt(2) * leaky_relu((lr_mult / sqrt(in)) W x + lr_mult b, 0.2) (StyleGAN2's FC)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.bias_gain)
-        if self.activation:
-            x = F.leaky_relu(x, 0.2) * math.sqrt(2)  # gain sqrt(2) keeps unit RMS (StyleGAN2)
-        return x
+        return F.leaky_relu(super().forward(x), 0.2) * math.sqrt(2)  # sqrt(2): unit RMS kept
 
 
 class MappingNetwork(nn.Module):
@@ -46,11 +37,11 @@ class MappingNetwork(nn.Module):
             from vitgan.errors import OptionError
             raise OptionError(f"mapping_layers=0 needs z_dim == w_dim, got {z_dim} and {w_dim}")
         dims = [z_dim] + [w_dim] * layers
-        self.layers = nn.Sequential(*[EqualLinear(in_dim=i, out_dim=o, lr_mult=lr_mult)
+        self.layers = nn.Sequential(*[MappingLayer(i, o, lr_mult=lr_mult)
                                       for i, o in zip(dims[:-1], dims[1:])])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.layers(pixel_norm(z))
 
 
-__all__ = ["pixel_norm", "EqualLinear", "MappingNetwork"]
+__all__ = ["pixel_norm", "MappingLayer", "MappingNetwork"]

@@ -13,16 +13,20 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from vitgan.layers.equalized import make_conv2d
+
 
 class PatchEmbedding(nn.Module):
     """images (B, C, H, W) -> tokens (B, (H/P)^2, dim), row-major over the patch grid."""
 
-    def __init__(self, *, channels: int, dim: int, patch_size: int, overlap: bool = True):
+    def __init__(self, *, channels: int, dim: int, patch_size: int, overlap: bool = True,
+                 equalized: bool):
         super().__init__()
         assert not overlap or patch_size % 2 == 0, "overlapping patches need an even patch size"
         o = patch_size // 2 if overlap else 0
         self.window = patch_size + 2 * o
-        self.proj = nn.Conv2d(channels, dim, kernel_size=self.window, stride=patch_size, padding=o)
+        self.proj = make_conv2d(channels, dim, self.window, stride=patch_size, padding=o,
+                                equalized=equalized)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return rearrange(self.proj(images), "b d gh gw -> b (gh gw) d")

@@ -13,17 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitgan.layers.equalized import make_linear
+
 
 class SLN(nn.Module):
     """h: (B, N, dim), w: (B, w_dim) -> (B, N, dim)."""
 
-    def __init__(self, *, dim: int, w_dim: int, init_std: float = 0.1, eps: float = 1e-5):
+    def __init__(self, *, dim: int, w_dim: int, init_std: float, equalized: bool, eps: float = 1e-5):
         super().__init__()
         self.dim, self.eps = dim, eps
-        self.affine = nn.Linear(w_dim, 2 * dim)
         # for w of unit RMS (the mapping network's output): gamma = 1 +- init_std, beta = 0 +- init_std
-        nn.init.normal_(self.affine.weight, std=init_std / w_dim ** 0.5)
-        with torch.no_grad():
+        self.affine = make_linear(w_dim, 2 * dim, equalized=equalized, init_std=init_std / w_dim ** 0.5)
+        with torch.no_grad():  # b = [1, 0] (stored / bias_gain, which is 1 here)
             self.affine.bias.copy_(torch.cat([torch.ones(dim), torch.zeros(dim)]))
 
     def forward(self, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

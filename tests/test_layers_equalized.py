@@ -1,0 +1,140 @@
+"""Equalised learning rate: stored scale, run-time gain, ISN / SN on the stored matrix, the gain
+each normalised layer of ViT-D ends up with, and what Adam's step does in each parametrisation."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vitgan.config import ModelConfig, model_config
+from vitgan.discriminator import Discriminator
+from vitgan.generator import Generator
+from vitgan.layers.equalized import (EqualizedConv2d, EqualizedLinear, effective_weight, make_linear,
+                                     weight_gain)
+from vitgan.layers.isn import normalise_weight, spectral_parts
+
+
+def _sigma(m: torch.Tensor) -> float:
+    return torch.linalg.matrix_norm(m.detach().flatten(1).double(), 2).item()
+
+
+def test_equalized_linear_stores_unit_weights_and_scales_at_run_time():
+    torch.manual_seed(0)
+    fc = EqualizedLinear(256, 128)
+    assert abs(fc.weight.std().item() - 1) < 0.02                  # stored N(0, 1)
+    assert fc.weight_gain == pytest.approx(1 / 16)                  # 1 / sqrt(fan_in)
+    x = torch.randn(5, 256)
+    torch.testing.assert_close(fc(x), x @ (fc.weight / 16).t() + fc.bias)
+    # lr multiplier: stored N(0, 1/lr^2), gain lr / sqrt(in), bias stored b / lr, used b * lr
+    slow = EqualizedLinear(64, 8, lr_mult=0.01, bias_init=0.5)
+    assert abs(slow.weight.std().item() - 100) < 15
+    torch.testing.assert_close(slow.bias * slow.bias_gain, torch.full((8,), 0.5))
+    torch.testing.assert_close(slow(x[:, :64]), x[:, :64] @ (slow.weight * 0.01 / 8).t() + 0.5)
+
+
+def test_init_std_sets_the_effective_weight_in_both_parametrisations():
+    torch.manual_seed(0)
+    for eq in (True, False):
+        fc = make_linear(400, 300, equalized=eq, init_std=0.07, bias_init=1.0)
+        assert abs(effective_weight(fc).std().item() - 0.07) < 0.002
+        assert torch.all(fc(torch.zeros(1, 400)) == 1.0)
+    plain = make_linear(400, 300, equalized=False)
+    assert type(plain) is nn.Linear and abs(plain.weight.std().item() - 0.02) < 0.001
+
+
+def test_equalized_conv_gain_counts_channels_per_group_and_kernel():
+    conv = EqualizedConv2d(3, 16, 8, stride=4, padding=2)
+    assert conv.weight_gain == pytest.approx(1 / math.sqrt(3 * 64))
+    dw = EqualizedConv2d(16, 16, 3, padding=1, groups=16, bias=False)
+    assert dw.weight_gain == pytest.approx(1 / 3)
+    x = torch.randn(2, 3, 32, 32)
+    ref = torch.nn.functional.conv2d(x, conv.weight * conv.weight_gain, conv.bias, stride=4, padding=2)
+    torch.testing.assert_close(conv(x), ref)
+
+
+def test_isn_on_an_equalized_layer_uses_sigma_of_the_stored_initial_matrix():
+    torch.manual_seed(0)
+    fc = EqualizedLinear(192, 384)
+    w0 = fc.weight.detach().clone()
+    normalise_weight(fc, "isn")
+    sn, scale = spectral_parts(fc)
+    # sigma(W_init) is the stored (unit-scale) matrix's, as in the official code
+    assert scale.sigma_init.item() == pytest.approx(_sigma(w0), rel=1e-4)
+    # so the effective spectral norm is gain * sigma(W_init) ~ 1 + sqrt(out / in) for N(0, 1)
+    eff = _sigma(effective_weight(fc))
+    assert eff == pytest.approx(_sigma(w0) / math.sqrt(192), rel=1e-4)
+    assert eff == pytest.approx(1 + math.sqrt(384 / 192), rel=0.1)
+    # and it stays there when the stored weight moves (ISN pins it)
+    with torch.no_grad():
+        fc.parametrizations.weight.original.mul_(3).add_(torch.randn_like(w0))
+    fc.train()
+    for _ in range(30):  # let the power iteration converge on the new matrix
+        fc(torch.randn(1, 192))
+    assert _sigma(effective_weight(fc)) == pytest.approx(eff, rel=1e-3)
+
+
+def test_sn_on_an_equalized_layer_gives_unit_spectral_norm_of_the_effective_weight():
+    fc = EqualizedLinear(96, 48)
+    normalise_weight(fc, "sn")
+    assert _sigma(effective_weight(fc)) == pytest.approx(1.0, rel=1e-4)
+    plain = nn.Linear(96, 48)
+    normalise_weight(plain, "sn")
+    assert _sigma(plain.weight) == pytest.approx(1.0, rel=1e-4)
+    assert len(plain.parametrizations.weight) == 1  # plain SN layers keep their old state-dict keys
+
+
+@pytest.mark.parametrize("equalized,lo,hi", [(True, 1.0, 3.1), (False, 0.5, 1.5)])
+def test_every_isn_layer_of_vit_d_ends_with_the_gain_of_its_parametrisation(equalized, lo, hi):
+    """Equalised: gain ~ 1 + sqrt(out/in) (1-3). Plain std-0.02 layers: 0.02 (sqrt(out) + sqrt(in))
+    (0.77-1.17 at the paper's size, 0.32-0.4 for tiny): ISN keeps that for the whole run."""
+    torch.manual_seed(0)
+    D = Discriminator(model_config("cifar10").replace(equalized_lr=equalized))
+    gains = {}
+    for name, m in D.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            assert getattr(m, "weight_gain", 1.0) == (weight_gain(m) if equalized else 1.0)
+            gains[name] = _sigma(effective_weight(m))
+    assert len(gains) == 1 + 4 * 5 + 1  # patch embedding, 4 blocks x (qk, v, proj, fc1, fc2), head
+    body = {k: v for k, v in gains.items() if k != "head"}  # the head is 384 -> 1: sigma = |w|
+    assert lo < min(body.values()) and max(body.values()) < hi, gains
+    out, inn = 1536, 384
+    if not equalized:  # random-matrix spectral norm of N(0, 0.02^2): 0.02 (sqrt(out) + sqrt(in))
+        assert gains["blocks.0.mlp.0"] == pytest.approx(0.02 * (out ** 0.5 + inn ** 0.5), rel=0.05)
+        assert gains["blocks.0.attn.to_v"] == pytest.approx(0.02 * 2 * inn ** 0.5, rel=0.05)
+    else:
+        assert gains["blocks.0.mlp.0"] == pytest.approx(1 + math.sqrt(out / inn), rel=0.1)
+        assert gains["blocks.0.mlp.2"] == pytest.approx(1 + math.sqrt(inn / out), rel=0.1)
+
+
+def test_adam_relative_step_is_about_fifty_times_smaller_when_equalized():
+    """At lr 0.002 a plain std-0.02 weight changes ~10 % per step; an equalised one ~0.2 %."""
+    torch.manual_seed(0)
+    ratios = {}
+    for eq in (True, False):
+        fc = make_linear(384, 384, equalized=eq)
+        opt = torch.optim.Adam(fc.parameters(), lr=0.002, betas=(0.0, 0.99))
+        before = fc.weight.detach().clone()
+        fc(torch.randn(64, 384)).square().mean().backward()
+        opt.step()
+        ratios[eq] = ((fc.weight - before).norm() / before.norm()).item()
+    assert ratios[False] == pytest.approx(0.1, rel=0.1)
+    assert ratios[True] == pytest.approx(0.002, rel=0.1)
+
+
+def test_generator_layers_are_equalized_except_the_sine_embeddings():
+    G = Generator(model_config("tiny"))
+    for name, m in G.named_modules():
+        if isinstance(m, nn.Linear):
+            is_sine = name.endswith("pos_embedding.linear") or name.endswith("fourier.linear")
+            assert isinstance(m, EqualizedLinear) != is_sine, name
+    legacy = Generator(model_config("tiny").replace(equalized_lr=False))
+    assert not any(isinstance(m, EqualizedLinear) and not name.startswith("mapping")
+                   for name, m in legacy.named_modules())
+
+
+def test_configs_saved_before_the_switch_rebuild_the_plain_parametrisation():
+    old = model_config("tiny").to_dict()
+    del old["equalized_lr"]
+    assert ModelConfig.from_dict(old).equalized_lr is False
+    assert ModelConfig.from_dict(model_config("tiny").to_dict()).equalized_lr is True
