@@ -98,6 +98,8 @@ def test_logistic_losses_equal_softplus_formulas():
     torch.testing.assert_close(s["loss/D_fake"], _softplus(lf).mean())
     torch.testing.assert_close(s["loss/D"], _softplus(-lr).mean() + _softplus(lf).mean())
     torch.testing.assert_close(s["scores/real"], lr.mean())
+    # r_t = E[sign D(A(x_real))], counted: (#positive - #negative) / n
+    torch.testing.assert_close(s["diag/r_t"], ((lr > 0).sum() - (lr < 0).sum()) / lr.numel())
     # analytic D gradient: dL/da = mean(sigmoid(lf) fake) - mean(sigmoid(-lr) real)
     ga = (torch.sigmoid(lf).view(-1, 1, 1, 1) * fake).mean(0) - (torch.sigmoid(-lr).view(-1, 1, 1, 1) * real).mean(0)
     gb = torch.sigmoid(lf).mean() - torch.sigmoid(-lr).mean()
@@ -339,7 +341,7 @@ def test_lecam_off_by_default_and_no_state():
     real, z = _batch()
     s = loss.accumulate_gradients("Dmain", real, z)
     assert "loss/lecam" not in s and loss.state_dict() == {}
-    assert loss.r1_gamma == 0 and loss.bcr_real == 10.0 and loss.bcr_fake == 10.0
+    assert loss.r1_gamma == 0 and loss.bcr_real == 1.0 and loss.bcr_fake == 1.0
 
 
 # ----------------------------------------------------------------------------- options, autocast

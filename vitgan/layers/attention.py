@@ -37,12 +37,16 @@ from vitgan.layers.equalized import make_conv2d, make_linear
 KINDS = ("dot", "l2")
 
 
-def l2_attention_reference(qk: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """softmax(-||q_i - k_j||^2 * scale) v with q = k = ``qk``; (b, h, n, d) tensors."""
+def l2_logits(qk: torch.Tensor, scale: float) -> torch.Tensor:
+    """-||q_i - k_j||^2 * scale with q = k = ``qk`` (b, h, n, d) -> (b, h, n, n)."""
     sq = (qk * qk).sum(-1)
     # ||q_i - k_j||^2 = ||q_i||^2 + ||k_j||^2 - 2 q_i.k_j
-    dist2 = sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * qk @ qk.transpose(-1, -2)
-    return torch.softmax(-dist2 * scale, dim=-1) @ v
+    return -(sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * qk @ qk.transpose(-1, -2)) * scale
+
+
+def l2_attention_reference(qk: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """softmax(-||q_i - k_j||^2 * scale) v with q = k = ``qk``; (b, h, n, d) tensors."""
+    return torch.softmax(l2_logits(qk, scale), dim=-1) @ v
 
 
 def _softmax_bmm(logits: torch.Tensor, v: torch.Tensor, shape) -> torch.Tensor:
@@ -104,6 +108,19 @@ class Attention(nn.Module):
         grid = rearrange(conv(grid), "b d gh gw -> b (gh gw) d")
         return torch.cat([prefix, grid], dim=1)
 
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention maps softmax(logits) (B, heads, N, N) for input ``x``, reference math
+        (for diagnostics such as the attention entropy; not used in training)."""
+        x_qk = self._conv(self.conv_qk, x) if self.conv_qk is not None else x
+        split = lambda t: rearrange(t, "b n (h d) -> b h n d", h=self.heads)  # noqa: E731
+        if self.kind == "l2":
+            logits = l2_logits(split(self.to_qk(x_qk)), self.scale)
+        else:
+            q, k = map(split, self.to_qk(x_qk).chunk(2, dim=-1))
+            logits = q @ k.transpose(-1, -2) * self.scale
+        return torch.softmax(logits.float(), dim=-1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_qk = x_v = x
         if self.conv_qk is not None:
@@ -129,5 +146,5 @@ class Attention(nn.Module):
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
-__all__ = ["Attention", "KINDS", "l2_attention_reference", "l2_attention_fused",
+__all__ = ["Attention", "KINDS", "l2_logits", "l2_attention_reference", "l2_attention_fused",
            "dot_attention_reference"]

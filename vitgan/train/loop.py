@@ -52,6 +52,9 @@ from vitgan.train.options import TrainConfig
 from vitgan.train.run_dir import OPTIONS_FILE, RunFiles, create_run_dir, writing
 
 STATE_FORMAT = "vitgan-train-state-v1"
+# training-health numbers shown on the console line (all of them go to stats.jsonl / TensorBoard)
+CURVES_EVERY_S = 60  # curves.png is redrawn at most this often (and at the end)
+CONSOLE_DIAG = ("diag/r_t", "diag/logit_gap", "diag/grad_real", "diag/sigma_max", "diag/attn_entropy_min")
 
 
 # ================================================================================ seeds
@@ -231,6 +234,12 @@ class Trainer:
             bcr_transform=lambda x: bcr_t(x, generator=gen))
         self.stats = TickStats()
         self._metrics_extractor = None
+        from vitgan.train.diagnostics import Diagnostics
+
+        self.diagnostics = Diagnostics(self.G, self.D)  # fixed latents: no training stream used
+        self.diag_z = torch.randn(self.micro, self.model_cfg.z_dim,
+                                  generator=torch.Generator().manual_seed(cfg.seed + 1)).to(dev)
+        self.last_real: torch.Tensor | None = None
 
     def _adam(self, module, lr):
         cfg, dev = self.cfg, self.d.device
@@ -336,6 +345,7 @@ class Trainer:
         for r in range(rounds):
             last = r == rounds - 1
             real = next(self.data).float().div_(127.5).sub_(1.0)
+            self.last_real = real
             z = torch.randn(self.micro, z_dim, device=dev, generator=self.z_gen)
             with maybe_no_sync(self.D_run, not last or do_reg):
                 self.stats.add(loss.accumulate_gradients("Dmain", real, z, gain=d_gain))
@@ -356,6 +366,7 @@ class Trainer:
         self.G_scaler.update()
 
         self.ema.update(self.G, self.cfg.batch, self.nimg)
+        self.diagnostics.after_step()
         self.nimg += self.cfg.batch
         self.step += 1
 
@@ -544,7 +555,7 @@ def _run(t: Trainer, manifest: dict | None, resume: bool) -> int:
 
     bar = _progress(cfg, t.nimg, total_nimg, d)
     tick_start_nimg, tick_start_time = t.nimg, time.perf_counter()
-    start_time, maintenance = tick_start_time, 0.0
+    start_time, maintenance, last_plot = tick_start_time, 0.0, -math.inf
     stop_every = 20 if d.enabled else 1
     with StopFlag() as stop:
         while True:
@@ -561,6 +572,8 @@ def _run(t: Trainer, manifest: dict | None, resume: bool) -> int:
             now = time.perf_counter()
             tick_time = now - tick_start_time
             imgs = t.nimg - tick_start_nimg
+            if t.last_real is not None:  # training-health numbers (vitgan.train.diagnostics)
+                t.stats.add(t.diagnostics.measure(t.last_real, t.diag_z))
             losses, (bad_weights,) = t.stats.read(d, [t.finite_weights()])
             t.tick += 1
             g_lr, d_lr = t.base_lrs()
@@ -594,6 +607,7 @@ def _run(t: Trainer, manifest: dict | None, resume: bool) -> int:
                       f"img/s {row['images_per_s']:<7.1f} "
                       + " ".join(f"{k.split('/')[-1] if k.startswith('loss/') else k} {v:.3f}"
                                  for k, v in losses.items() if k.startswith("loss/"))
+                      + "".join(f" {k.split('/')[-1]} {losses[k]:.3g}" for k in CONSOLE_DIAG if k in losses)
                       + f" mem {row['peak_mem_gb']:.2f}G")
             if bar is not None:
                 bar.set_postfix_str(f"img/s {row['images_per_s']:.0f} "
@@ -613,8 +627,14 @@ def _run(t: Trainer, manifest: dict | None, resume: bool) -> int:
                 if cfg.metrics_kimg > 0 and cfg.metrics and (done or _crossed(prev, t.nimg, cfg.metrics_kimg)):
                     t.metrics()
             files.flush()
+            if files.active and (done or stopping or time.perf_counter() - last_plot > CURVES_EVERY_S):
+                from vitgan.train.curves import plot_curves
+
+                plot_curves(t.run_dir)
+                last_plot = time.perf_counter()
             maintenance = time.perf_counter() - m_start
             tick_start_nimg, tick_start_time = t.nimg, time.perf_counter()
+            t.diagnostics.start_update_probe()  # the next step's update-to-weight ratio
 
             if stopping:
                 if bar is not None:

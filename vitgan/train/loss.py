@@ -57,6 +57,7 @@ nothing.
 Returned statistics (detached 0-dim float32 tensors, no ``.item()``):
 ``Gmain``: ``loss/G``, ``scores/fake``.
 ``Dmain``: ``loss/D`` (total), ``loss/D_real``, ``loss/D_fake``, ``scores/real``, ``scores/fake``,
+``diag/r_t`` (E[sign D(A(x_real))]),
 and when on, ``loss/bcr_real``, ``loss/bcr_fake``, ``loss/lecam`` (unweighted terms).
 ``Dreg``: ``loss/r1`` (``mean ||grad||^2``, unweighted), ``loss/Dreg`` (what was backpropagated,
 before ``gain``).
@@ -87,7 +88,7 @@ def _trainable(module: nn.Module) -> list[torch.Tensor]:
 
 
 class ViTGANLoss:
-    """``ViTGANLoss(G, D, augment=None, *, bcr_real=10.0, bcr_fake=10.0, r1_gamma=0.0,
+    """``ViTGANLoss(G, D, augment=None, *, bcr_real=1.0, bcr_fake=1.0, r1_gamma=0.0,
     r1_interval=16, lecam_weight=0.0, lecam_ema=0.99, autocast_dtype=None, device_type="cpu")``
 
     ``G(z) -> images`` (B, C, H, W) in ~[-1, 1]; ``D(images) -> logits`` (B,); either may be
@@ -101,8 +102,8 @@ class ViTGANLoss:
         D: nn.Module,
         augment: Augment | None = None,
         *,
-        bcr_real: float = 10.0,
-        bcr_fake: float = 10.0,
+        bcr_real: float = 1.0,
+        bcr_fake: float = 1.0,
         r1_gamma: float = 0.0,
         r1_interval: int = 16,
         lecam_weight: float = 0.0,
@@ -223,6 +224,7 @@ class ViTGANLoss:
             "loss/D_fake": loss_fake.detach(),
             "scores/real": lr.detach().mean(),
             "scores/fake": lf.detach().mean(),
+            "diag/r_t": lr.detach().sign().mean(),  # StyleGAN2-ADA's overfitting heuristic
         }
         k = 2
         if self.bcr_real > 0:

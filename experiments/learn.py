@@ -1,0 +1,155 @@
+"""The learning benchmark: does it learn, and which configuration learns best on this machine?
+
+Every row trains the same preset for the same number of kimg on the CIFAR-10 archive with
+``vitgan train`` and measures FID and KID in training (EMA generator, ``--fid-n`` samples from
+fixed latents against the same number of real training images of the archive; real statistics
+cached, so every row is compared with the same reals) at the row's points. One table:
+
+    python experiments/learn.py --out experiments/results/learn                # every row
+    python experiments/learn.py --rows default,plain-bcr10 --kimg 20           # a quick look
+
+Each row's run folder (large files) stays under --runs; its summary (metrics, D's diagnostics,
+the final grid, the curves) is copied to --out/<row>/, and --out/results.json and
+--out/table.md are rewritten after every row, so a stopped benchmark keeps what it measured.
+Results are at equal kimg, not equal wall time; the wall time and the machine's load (uptime)
+before and after each row are recorded too. FID here is NOT comparable with published
+CIFAR-10 numbers (JPEG-75 archive, N = 1000; docs/metrics.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-yk-jpeg.tar.gz"
+
+# name -> (what it is, --set overrides on top of the preset's defaults, full curve?)
+# full: FID/KID every --every kimg; otherwise only at the end (to fit the CPU budget).
+ROWS: dict[str, tuple[str, list[str], bool]] = {
+    "default": ("defaults: equalised lr, bCR 1, lr 0.002, L2 + ISN, overlap, INR", [], True),
+    "plain-bcr10": ("the previous defaults: plain std-0.02 layers, bCR 10, lr 0.0002",
+                    ["equalized_lr=false", "bcr_real=10", "bcr_fake=10", "lr=0.0002"], True),
+    "bcr10": ("bCR 10 (the paper's weight)", ["bcr_real=10", "bcr_fake=10"], True),
+    "bcr0": ("no bCR", ["bcr_real=0", "bcr_fake=0"], True),
+    "plain": ("plain std-0.02 layers (bCR 1, lr 0.0002)", ["equalized_lr=false", "lr=0.0002"], False),
+    "lr0.0002": ("lr 0.0002", ["lr=0.0002"], False),
+    "dot-sn": ("the 'vanilla ViT' D: dot-product attention + SN", ["d_attention=dot", "d_norm=sn"], False),
+    "sn": ("SN instead of ISN", ["d_norm=sn"], False),
+    "no-overlap": ("non-overlapping D patches", ["d_overlap=false"], False),
+    "linear-head": ("linear patch head instead of the INR", ["g_head=linear"], False),
+}
+
+
+def uptime() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def run_row(name: str, args, sets: list[str], full: bool) -> dict:
+    run = args.runs / name
+    if run.exists():
+        shutil.rmtree(run)
+    every = args.every if full else args.kimg
+    cmd = [sys.executable, "-m", "vitgan", "train", "--preset", args.preset, "--data", str(args.data),
+           "--out", str(run), "--kimg", str(args.kimg),
+           "--set", f"tick_kimg={args.tick_kimg}", "--set", f"metrics_kimg={every}",
+           "--set", "metrics=fid,kid", "--set", f"metrics_n={args.fid_n}",
+           "--set", f"image_kimg={args.kimg}", "--set", f"snap_kimg={args.kimg}",
+           "--set", f"ckpt_kimg={args.kimg}"] + [x for kv in sets for x in ("--set", kv)]
+    print("$", " ".join(cmd), flush=True)
+    load0, t0 = uptime(), time.time()
+    proc = subprocess.run(cmd, env={**os.environ, "TQDM_DISABLE": "1"})
+    wall = time.time() - t0
+    stats = read_jsonl(run / "stats.jsonl")
+    fid = {r["kimg"]: r["fid"] for r in read_jsonl(run / "metric-fid.jsonl")}
+    kid = {r["kimg"]: r["kid_mean"] for r in read_jsonl(run / "metric-kid.jsonl")}
+    last = stats[-max(1, len(stats) // 10):]  # the last tenth of the run
+    mean = lambda k: (sum(r[k] for r in last if k in r) / max(1, sum(k in r for r in last)))  # noqa: E731
+    at20 = min(stats, key=lambda r: abs(r["kimg"] - 20)) if stats else {}
+    out = args.out / name
+    out.mkdir(parents=True, exist_ok=True)
+    for f in ("curves.png", "training_options.json", "stats.jsonl", "metric-fid.jsonl", "metric-kid.jsonl"):
+        if (run / f).exists():
+            shutil.copy2(run / f, out / f)
+    grids = sorted(run.glob("fakes*.png"))
+    if grids:
+        shutil.copy2(grids[-1], out / "fakes-final.png")
+    return {
+        "row": name, "what": ROWS[name][0], "set": sets, "exit": proc.returncode,
+        "kimg": stats[-1]["kimg"] if stats else 0, "wall_s": round(wall, 1),
+        "load_before": load0, "load_after": uptime(),
+        "fid": fid, "kid": kid,
+        "D_loss_at_20kimg": at20.get("loss/D"),
+        "last_tenth": {k: round(mean(k), 4) for k in ("loss/D", "loss/G", "diag/r_t", "diag/logit_gap",
+                                                      "diag/logit_std", "diag/grad_real",
+                                                      "diag/attn_entropy_min") if any(k in r for r in last)},
+    }
+
+
+def table(results: list[dict], points: list[float]) -> str:
+    head = ("| row | what | " + " | ".join(f"FID@{p:g}" for p in points) + " | KID@end | D loss@20 | "
+            "D loss (last 10%) | logit gap | r_t | wall |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        fids = {round(float(k)): v for k, v in r["fid"].items()}
+        kid_end = r["kid"][max(r["kid"], key=float)] if r["kid"] else None
+        lt = r["last_tenth"]
+        cell = lambda v, f="{:.1f}": "-" if v is None else f.format(v)  # noqa: E731
+        lines.append(f"| {r['row']} | {r['what']} | " + " | ".join(cell(fids.get(round(p))) for p in points)
+                     + f" | {cell(kid_end, '{:.3f}')} | {cell(r['D_loss_at_20kimg'], '{:.3f}')} | "
+                     f"{cell(lt.get('loss/D'), '{:.3f}')} | {cell(lt.get('diag/logit_gap'), '{:.2f}')} | "
+                     f"{cell(lt.get('diag/r_t'), '{:.2f}')} | {r['wall_s'] / 60:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", default=",".join(ROWS), help="comma list of " + ", ".join(ROWS))
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--kimg", type=float, default=100)
+    p.add_argument("--every", type=float, default=25, help="metric interval of the full rows (kimg)")
+    p.add_argument("--tick-kimg", type=float, default=1)
+    p.add_argument("--fid-n", type=int, default=1000)
+    p.add_argument("--data", type=Path, default=ARCHIVE)
+    p.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "learn")
+    p.add_argument("--runs", type=Path, default=Path("/tmp/vitgan-learn"))
+    args = p.parse_args()
+    names = [n for n in args.rows.split(",") if n]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        p.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    res_file = args.out / "results.json"
+    results = [r for r in (json.loads(res_file.read_text())["rows"] if res_file.exists() else [])
+               if r["row"] not in names]  # re-running a row replaces it
+    points = [args.every * i for i in range(1, int(args.kimg // args.every) + 1)]
+    for name in names:
+        results.append(run_row(name, args, ROWS[name][1], ROWS[name][2]))
+        results.sort(key=lambda r: list(ROWS).index(r["row"]))
+        meta = {"command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "preset": args.preset,
+                "kimg": args.kimg, "fid_n": args.fid_n, "data": str(args.data.name),
+                "machine": f"{os.cpu_count()} CPU cores", "date": time.strftime("%Y-%m-%d")}
+        res_file.write_text(json.dumps({**meta, "rows": results}, indent=2))
+        (args.out / "table.md").write_text(
+            f"Learning benchmark: `{meta['command']}` ({args.preset} preset, {args.kimg:g} kimg per row, "
+            f"FID/KID at N = {args.fid_n} vs the archive's train split, {meta['machine']}, {meta['date']})\n\n"
+            + table(results, points))
+        print(table(results, points), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

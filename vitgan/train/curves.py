@@ -1,0 +1,80 @@
+"""The run's curves as one PNG (``curves.png`` in the run folder), redrawn while training.
+
+Four panels against kimg, from the run's own files: losses (``loss/*``), D's scores and
+logits (``scores/*``, ``diag/logit_*``), the training-health diagnostics (``diag/*``: r_t, D's
+input-gradient norm, spectral-norm range, attention entropy, update-to-weight ratios; log
+scale), and the metrics (``metric-<name>.jsonl``). A user looks at it instead of reading JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+CURVES_FILE = "curves.png"
+PANELS = (
+    ("losses", lambda k: k.startswith("loss/"), "linear"),
+    ("D's logits (scores: augmented, diag: clean)",
+     lambda k: k.startswith("scores/") or k.startswith("diag/logit"), "linear"),
+    ("diagnostics", lambda k: k.startswith("diag/") and not k.startswith("diag/logit"), "log"),
+)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:  # a line being written right now
+            pass
+    return rows
+
+
+def plot_curves(run_dir: Path, out: Path | None = None) -> Path:
+    """Draw ``run_dir``'s stats.jsonl and metric-*.jsonl into ``out`` (default curves.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    rows = _read_jsonl(run_dir / "stats.jsonl")
+    metrics = {p.stem.removeprefix("metric-"): _read_jsonl(p) for p in sorted(run_dir.glob("metric-*.jsonl"))}
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+    for ax, (title, want, scale) in zip(axes.flat, PANELS):
+        keys = sorted({k for r in rows for k in r if want(k)})
+        for k in keys:
+            pts = [(r["kimg"], r[k]) for r in rows if isinstance(r.get(k), (int, float))
+                   and math.isfinite(r[k]) and (scale == "linear" or abs(r[k]) > 0)]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, [abs(y) for y in ys] if scale == "log" else ys, label=k, lw=1.2)
+        ax.set_yscale(scale)
+        ax.set_title(title + (" (|value|)" if scale == "log" else ""), fontsize=10)
+    ax = axes.flat[3]
+    for name, mrows in metrics.items():
+        for key in sorted({k for r in mrows for k in r if k == name or k == f"{name}_mean"}):
+            pts = [(r["kimg"], r[key]) for r in mrows if isinstance(r.get(key), (int, float))]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker="o", label=f"{key} (n={mrows[-1].get('n')})")
+    ax.set_title("metrics (EMA generator)", fontsize=10)
+    for ax in axes.flat:
+        ax.set_xlabel("kimg")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(run_dir.name, fontsize=11)
+    fig.tight_layout()
+    out = Path(out) if out is not None else run_dir / CURVES_FILE
+    tmp = out.with_name(out.name + ".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tmp.replace(out)  # a viewer never sees half a PNG
+    return out
+
+
+__all__ = ["plot_curves", "CURVES_FILE"]
