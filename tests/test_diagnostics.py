@@ -204,3 +204,17 @@ def test_plot_curves_writes_a_png_from_a_run_folder(tmp_path):
     with Image.open(path) as im:
         assert im.format == "PNG" and im.width > 400 and im.height > 300
     assert not list(tmp_path.glob("*.tmp*"))  # atomic replace leaves no temporary file
+
+
+def test_tick_stats_keep_the_mean_and_the_peak_of_the_losses():
+    from vitgan.train.distributed import Dist
+    from vitgan.train.loop import TickStats
+
+    ts = TickStats()
+    for d, g in ((1.2, 0.7), (3.5, 0.9), (1.0, 0.8)):   # one spike in the middle of the tick
+        ts.add({"loss/D": torch.tensor(d), "loss/G": torch.tensor(g), "diag/r_t": torch.tensor(0.5)})
+    row, extra = ts.read(Dist(), [torch.tensor(7.0)])
+    assert row["loss/D"] == pytest.approx(5.7 / 3) and row["loss/D_max"] == pytest.approx(3.5)
+    assert row["loss/G_max"] == pytest.approx(0.9) and "diag/r_t_max" not in row
+    assert extra == [7.0]
+    assert ts.read(Dist(), []) == ({}, [])   # reset after reading

@@ -21,6 +21,14 @@ Two paths compute the same function, chosen by ``fused``:
 ``conv_kernel`` (ICLR version, D only): a depthwise convolution over the token grid before the
 tied qk projection and another before the v projection; the first ``prefix_tokens`` tokens (the
 class token) bypass the convolutions. Q and K stay tied.
+Under ISN / SN their weight (D, 1, 3, 3) is normalised as the (D, 9) matrix, the convention SN
+uses for every conv (Miyato et al. 2018) and the official code's reshape(out, -1); we keep it
+(decided, issue 10). That matrix's sigma is NOT the layer's gain: at D = 384, equalised, sigma of
+the reshape is 7.2 while the depthwise conv's operator norm on the 8x8 token grid is 2.9 (median
+per channel 1.6), in the 1-3 range of the other D layers; at D = 64: 3.6 vs 3.3. ISN holds the
+reshape's sigma at its initial value, which bounds every channel's filter norm, so the ablation's
+per-channel gain starts where an equalised layer's does. (Measured with a power iteration on the
+convolution itself; ``diag/sigma_max`` reports the reshape's sigma, the quantity ISN holds.)
 """
 
 from __future__ import annotations

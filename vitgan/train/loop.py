@@ -121,26 +121,38 @@ class StopFlag:
 
 # ================================================================================ statistics
 class TickStats:
-    """Sums of detached device scalars; read (one host sync, one all-reduce) once per tick."""
+    """Sums of detached device scalars; read (one host sync, one all-reduce) once per tick.
+
+    For the keys in ``PEAK_KEYS`` the tick's largest per-step value is kept too, as
+    ``<key>_max`` (a spike inside a tick would vanish in its mean; over ranks, the mean of
+    their maxima)."""
+
+    PEAK_KEYS = ("loss/D", "loss/G")
 
     def __init__(self):
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
+        self.peaks: dict[str, torch.Tensor] = {}
 
     def add(self, stats: dict[str, torch.Tensor]) -> None:
         for k, v in stats.items():
             v = v.detach().float()
             self.sums[k] = self.sums[k] + v if k in self.sums else v
             self.counts[k] = self.counts.get(k, 0) + 1
+            if k in self.PEAK_KEYS:
+                self.peaks[k] = torch.maximum(self.peaks[k], v) if k in self.peaks else v
 
     def read(self, d: Dist, extra: list[torch.Tensor]) -> tuple[dict[str, float], list[float]]:
         keys = sorted(self.sums)
-        vals = [self.sums[k] / self.counts[k] for k in keys] + [e.float() for e in extra]
+        vals = [self.sums[k] / self.counts[k] for k in keys]
+        peak_keys = sorted(self.peaks)
+        keys += [f"{k}_max" for k in peak_keys]
+        vals += [self.peaks[k] for k in peak_keys] + [e.float() for e in extra]
         if not vals:
             return {}, []
         t = all_reduce_mean(d, torch.stack([v.reshape(()) for v in vals]))
         out = t.tolist()
-        self.sums, self.counts = {}, {}
+        self.sums, self.counts, self.peaks = {}, {}, {}
         return dict(zip(keys, out[:len(keys)])), out[len(keys):]
 
 
