@@ -96,7 +96,8 @@ def test_every_isn_layer_of_vit_d_ends_with_the_gain_of_its_parametrisation(equa
             assert getattr(m, "weight_gain", 1.0) == (weight_gain(m) if equalized else 1.0)
             gains[name] = _sigma(effective_weight(m))
     assert len(gains) == 1 + 4 * 5 + 1  # patch embedding, 4 blocks x (qk, v, proj, fc1, fc2), head
-    body = {k: v for k, v in gains.items() if k != "head"}  # the head is 384 -> 1: sigma = |w|
+    # the head is 384 -> 1 (sigma = |w|); equalised L2 attention's W_qk carries the gain c
+    body = {k: v for k, v in gains.items() if k != "head" and not (equalized and k.endswith("to_qk"))}
     assert lo < min(body.values()) and max(body.values()) < hi, gains
     out, inn = 1536, 384
     if not equalized:  # random-matrix spectral norm of N(0, 0.02^2): 0.02 (sqrt(out) + sqrt(in))
@@ -105,6 +106,8 @@ def test_every_isn_layer_of_vit_d_ends_with_the_gain_of_its_parametrisation(equa
     else:
         assert gains["blocks.0.mlp.0"] == pytest.approx(1 + math.sqrt(out / inn), rel=0.1)
         assert gains["blocks.0.mlp.2"] == pytest.approx(1 + math.sqrt(inn / out), rel=0.1)
+        c = (2 * math.sqrt(384 / 6)) ** -0.5  # = 1/4 at d_h = 64
+        assert gains["blocks.0.attn.to_qk"] == pytest.approx(c * 2, rel=0.1)   # c (1 + sqrt(1))
 
 
 def test_adam_relative_step_is_about_fifty_times_smaller_when_equalized():
@@ -138,3 +141,58 @@ def test_configs_saved_before_the_switch_rebuild_the_plain_parametrisation():
     del old["equalized_lr"]
     assert ModelConfig.from_dict(old).equalized_lr is False
     assert ModelConfig.from_dict(model_config("tiny").to_dict()).equalized_lr is True
+
+
+def test_l2_qk_gain_puts_unrelated_tokens_at_logit_minus_one():
+    """Independent check of the gain's derivation: LayerNorm'd random tokens, a fan-in-scaled
+    W_qk times c, the paper's L2 logit -||q_i - q_j||^2 / sqrt(d_h) by torch.cdist."""
+    from vitgan.layers.attention import Attention, l2_qk_gain
+
+    torch.manual_seed(0)
+    dim, heads = 384, 6
+    dh = dim // heads
+    assert l2_qk_gain(dh) == pytest.approx(0.25)
+    x = nn.functional.layer_norm(torch.randn(1, 65, dim), (dim,))
+    for c, want in ((l2_qk_gain(dh), -1.0), (1.0, -2 * math.sqrt(dh))):
+        attn = Attention(dim=dim, heads=heads, kind="l2", equalized=True, qk_gain=c)
+        assert attn.to_qk.weight.std().item() == pytest.approx(1.0, abs=0.02)   # stored N(0, 1) still
+        assert attn.to_qk.weight_gain == pytest.approx(c / math.sqrt(dim))
+        with torch.no_grad():
+            q = (x @ effective_weight(attn.to_qk).t()).view(65, heads, dh).transpose(0, 1)
+            d2 = torch.cdist(q, q) ** 2 / math.sqrt(dh)
+        off = d2[:, ~torch.eye(65, dtype=torch.bool)]
+        assert -off.mean().item() == pytest.approx(want, rel=0.15)
+
+
+def test_qk_gain_of_the_config_and_of_configs_saved_before_it():
+    cfg = model_config("cifar10")
+    assert cfg.d_qk_gain is None and cfg.qk_gain == pytest.approx(0.25)
+    assert cfg.replace(d_qk_gain=0.5).qk_gain == 0.5
+    assert cfg.replace(d_attention="dot").qk_gain == 1.0 and cfg.replace(equalized_lr=False).qk_gain == 1.0
+    old = cfg.to_dict()
+    del old["d_qk_gain"]
+    assert ModelConfig.from_dict(old).qk_gain == 1.0   # an equalised checkpoint from before: fan-in scale
+    from vitgan.errors import OptionError
+    with pytest.raises(OptionError, match="d_qk_gain"):
+        cfg.replace(d_qk_gain=-1.0)
+
+
+def test_default_vit_d_is_not_blind_at_initialisation():
+    """With c = 1 the class token attends only to itself and D's logits hardly depend on the
+    image (measured: std 0.001 over CIFAR images at the paper's size); with the default gain they do."""
+    from vitgan.layers.attention import Attention
+
+    torch.manual_seed(0)
+    images = torch.rand(16, 3, 32, 32) * 2 - 1
+    for gain, blind in ((1.0, True), (None, False)):
+        D = Discriminator(model_config("cifar10").replace(d_qk_gain=gain)).eval()
+        layers = [m for m in D.modules() if isinstance(m, Attention)]
+        inputs = {}
+        hooks = [m.register_forward_pre_hook(lambda mod, a, i=i: inputs.__setitem__(i, a[0]))
+                 for i, m in enumerate(layers)]
+        with torch.no_grad():
+            D(images)
+        for h in hooks:
+            h.remove()
+        cls_self = min(layers[i].probabilities(inputs[i])[:, :, 0, 0].mean().item() for i in inputs)
+        assert (cls_self > 0.95) == blind, (gain, cls_self)

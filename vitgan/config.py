@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ ABLATIONS: dict[str, tuple] = {
 
 
 # Fields added after the first release, with the value a config saved without them had.
-LEGACY_DEFAULTS: dict = {"equalized_lr": False}
+LEGACY_DEFAULTS: dict = {"equalized_lr": False, "d_qk_gain": 1.0}
 
 
 @dataclass
@@ -70,6 +71,9 @@ class ModelConfig:
                                      # 1/sqrt(fan_in) at run time; False: plain layers, ViT std 0.02
                                      # (this project's first parametrisation; checkpoints saved
                                      # before the field existed load as False)
+    d_qk_gain: float | None = None   # equalised L2 attention in D: gain c of the tied W_qk;
+                                     # None = (2 sqrt(d_h))^-1/2 (layers/attention.py says why);
+                                     # 1.0 = plain fan-in scale (configs saved before: 1.0)
     # --- implementation (does not change the function computed, only how) ---
     fused_attention: bool = True     # scaled_dot_product_attention path; False = reference math
     fused_inr: bool = True           # INR head as a few large matmuls; False = per-patch weights
@@ -85,6 +89,16 @@ class ModelConfig:
     @property
     def g_tokens(self) -> int:
         return (self.resolution // self.patch_size) ** 2
+
+    @property
+    def qk_gain(self) -> float:
+        """The tied W_qk gain D's L2 attention uses (1 for dot attention or plain layers)."""
+        if self.d_attention != "l2" or not self.equalized_lr:
+            return 1.0
+        if self.d_qk_gain is not None:
+            return self.d_qk_gain
+        from vitgan.layers.attention import l2_qk_gain
+        return l2_qk_gain(self.d_dim // self.d_heads)
 
     @property
     def d_tokens(self) -> int:
@@ -106,6 +120,8 @@ class ModelConfig:
             raise OptionError(f"sln_init_std must be >= 0, got {self.sln_init_std}")
         if self.mapping_layers < 0:
             raise OptionError(f"mapping_layers must be >= 0, got {self.mapping_layers}")
+        if self.d_qk_gain is not None and not (math.isfinite(self.d_qk_gain) and self.d_qk_gain > 0):
+            raise OptionError(f"d_qk_gain must be a positive number (or null for the default), got {self.d_qk_gain}")
         for res_name, p in (("patch_size", self.patch_size), ("d_patch_size", self.d_patch)):
             if self.resolution % p:
                 raise OptionError(

@@ -43,7 +43,7 @@ class Discriminator(nn.Module):
             Block(dim=dim, mlp_dim=cfg.d_mlp_dim, norm=lambda: LayerNorm(dim), equalized=eq,
                   attention=Attention(dim=dim, heads=cfg.d_heads, kind=cfg.d_attention,
                                       fused=cfg.fused_attention, conv_kernel=conv_kernel,
-                                      prefix_tokens=1, equalized=eq))
+                                      prefix_tokens=1, equalized=eq, qk_gain=cfg.qk_gain))
             for _ in range(cfg.d_depth))
         self.norm = LayerNorm(dim)
         self.head = make_linear(dim, 1, equalized=eq)

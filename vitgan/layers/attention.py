@@ -18,6 +18,18 @@ Two paths compute the same function, chosen by ``fused``:
     is 2-5x slower than this at these sizes, most of all in bf16 (measured; benchmarks/RESULTS.md);
     it also never sees the augmented 72-wide vectors, so it does less work.
 
+``qk_gain`` c scales the (equalised) tied projection: W_qk,eff = c W / sqrt(fan_in). Why (issue 10):
+with LayerNorm'd tokens (||x||^2 = D) and fan-in-scaled weights, q per head has ||q||^2 ~ d_h, so
+two unrelated tokens are at squared distance ~ 2 d_h and their logit is -2 d_h / sqrt(d_h) =
+-2 sqrt(d_h) (-16 at d_h = 64), while a token's distance to ITSELF is 0: every query attends to
+itself. Measured at initialisation on CIFAR-10 images: the class token put 99-100 % of its
+attention on itself in every block (cifar10 preset: D's logits had std 0.001 over images, D was
+blind), against 8-14 % with the plain std-0.02 layers. A dot-product logit q.k / sqrt(d_h) has
+std 1 at the same scale; ``l2_qk_gain(d_h)`` = (2 sqrt(d_h))^(-1/2) gives the L2 logit the same
+order (-1 between unrelated tokens). Under ISN the layer's gain stays at its initial value, so
+this constant sets D's attention temperature for the whole run (LayerNorm's weights can still
+sharpen it). SN divides the gain out again (W_eff = W / sigma(W)).
+
 ``conv_kernel`` (ICLR version, D only): a depthwise convolution over the token grid before the
 tied qk projection and another before the v projection; the first ``prefix_tokens`` tokens (the
 class token) bypass the convolutions. Q and K stay tied.
@@ -43,6 +55,12 @@ from torch import nn
 from vitgan.layers.equalized import make_conv2d, make_linear
 
 KINDS = ("dot", "l2")
+
+
+def l2_qk_gain(head_dim: int) -> float:
+    """(2 sqrt(d_h))^(-1/2): the tied-projection gain that puts L2 logits of unrelated,
+    LayerNorm'd tokens at about -1 (see the module docstring)."""
+    return (2.0 * math.sqrt(head_dim)) ** -0.5
 
 
 def l2_logits(qk: torch.Tensor, scale: float) -> torch.Tensor:
@@ -91,7 +109,8 @@ class Attention(nn.Module):
     """Multi-head self-attention on (B, N, dim) tokens, dot-product or L2 (tied W_q = W_k)."""
 
     def __init__(self, *, dim: int, heads: int, kind: str = "dot", fused: bool = True,
-                 conv_kernel: int | None = None, prefix_tokens: int = 0, equalized: bool):
+                 conv_kernel: int | None = None, prefix_tokens: int = 0, equalized: bool,
+                 qk_gain: float = 1.0):
         super().__init__()
         assert dim % heads == 0, f"heads={heads} must divide dim={dim}"
         assert kind in KINDS, f"attention kind {kind!r} not in {KINDS}"
@@ -99,7 +118,8 @@ class Attention(nn.Module):
         self.scale = (dim // heads) ** -0.5  # 1/sqrt(d_h), inside the softmax
         self.prefix_tokens = prefix_tokens
         # L2: one matrix W_qk for q and k (a bias would cancel in q_i - k_j). dot: [W_q | W_k].
-        self.to_qk = make_linear(dim, dim if kind == "l2" else 2 * dim, bias=False, equalized=equalized)
+        self.to_qk = make_linear(dim, dim if kind == "l2" else 2 * dim, bias=False, equalized=equalized,
+                                 gain=qk_gain)
         self.to_v = make_linear(dim, dim, bias=False, equalized=equalized)
         self.proj = make_linear(dim, dim, equalized=equalized)
         self.conv_qk = self.conv_v = None
@@ -154,5 +174,5 @@ class Attention(nn.Module):
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
-__all__ = ["Attention", "KINDS", "l2_logits", "l2_attention_reference", "l2_attention_fused",
+__all__ = ["Attention", "KINDS", "l2_qk_gain", "l2_logits", "l2_attention_reference", "l2_attention_fused",
            "dot_attention_reference"]

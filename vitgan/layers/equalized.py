@@ -36,14 +36,17 @@ VIT_STD = 0.02  # timm / ViT initialisation of Linear weights (the plain paramet
 
 
 class EqualizedLinear(nn.Linear):
-    """y = x (g W)^T + lr_mult * b with g = lr_mult / sqrt(in_features); W stored at unit scale."""
+    """y = x (g W)^T + lr_mult * b with g = gain * lr_mult / sqrt(in_features); W stored at unit
+    scale. ``gain`` (default 1) scales the layer's function without changing Adam's relative step
+    (used for the tied W_qk of L2 attention, ``vitgan.layers.attention``)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 lr_mult: float = 1.0, init_std: float | None = None, bias_init: float = 0.0):
+                 lr_mult: float = 1.0, init_std: float | None = None, bias_init: float = 0.0,
+                 gain: float = 1.0):
         super().__init__(in_features, out_features, bias=bias)
-        self.weight_gain = lr_mult / math.sqrt(in_features)
+        self.weight_gain = gain * lr_mult / math.sqrt(in_features)
         self.bias_gain = lr_mult
-        std = 1.0 / math.sqrt(in_features) if init_std is None else init_std
+        std = gain / math.sqrt(in_features) if init_std is None else init_std
         with torch.no_grad():
             self.weight.normal_(0.0, std / self.weight_gain)
             if self.bias is not None:
@@ -74,12 +77,13 @@ class EqualizedConv2d(nn.Conv2d):
 
 
 def make_linear(in_dim: int, out_dim: int, *, equalized: bool, bias: bool = True,
-                init_std: float | None = None, bias_init: float = 0.0) -> nn.Linear:
+                init_std: float | None = None, bias_init: float = 0.0, gain: float = 1.0) -> nn.Linear:
     """A Linear layer in either parametrisation. ``init_std``: the effective weight's std at
-    initialisation; None = the parametrisation's default (1/sqrt(fan_in) equalised, trunc-normal
-    0.02 plain)."""
+    initialisation; None = the parametrisation's default (gain/sqrt(fan_in) equalised,
+    trunc-normal 0.02 plain). ``gain`` applies to the equalised parametrisation only (the plain
+    one stays this project's first parametrisation, for comparison)."""
     if equalized:
-        return EqualizedLinear(in_dim, out_dim, bias, init_std=init_std, bias_init=bias_init)
+        return EqualizedLinear(in_dim, out_dim, bias, init_std=init_std, bias_init=bias_init, gain=gain)
     layer = nn.Linear(in_dim, out_dim, bias=bias)
     with torch.no_grad():
         if init_std is None:
