@@ -28,15 +28,22 @@ ABLATIONS: dict[str, tuple] = {
 
 
 # Fields added after the first release, with the value a config saved without them had.
-LEGACY_DEFAULTS: dict = {"equalized_lr": False}
+LEGACY_DEFAULTS: dict = {"equalized_lr": False, "g_arch": "vit", "d_arch": "vit"}
+
+# Architectures of each network (``vitgan.models`` builds them): the paper's ViTs, or the
+# StyleGAN2 networks the paper compares against (and combines into hybrids).
+ARCHS: tuple = ("vit", "stylegan2")
 
 
 @dataclass
 class ModelConfig:
-    """Architecture of ViT-G and ViT-D. Sizes follow the paper's section 2 and 3."""
+    """Architecture of G and D. ViT sizes follow the paper's sections 2 and 3; the StyleGAN2
+    networks (``g_arch`` / ``d_arch = "stylegan2"``) follow StyleGAN2-ADA's ``cifar`` config."""
 
     resolution: int = 32
     channels: int = 3
+    g_arch: str = "vit"              # "vit" (ViT-G) | "stylegan2" (StyleGAN2's skip generator)
+    d_arch: str = "vit"              # "vit" (ViT-D) | "stylegan2" (StyleGAN2's residual D)
     # --- generator ---
     patch_size: int = 4              # P: each of the L = (H/P)^2 tokens paints a P x P patch
     z_dim: int = 384
@@ -65,6 +72,15 @@ class ModelConfig:
     d_overlap: bool = True
     d_conv_qkv: bool = False
     d_conv_kernel: int = 3
+    # --- StyleGAN2 networks (used only with g_arch / d_arch = "stylegan2"; the mapping network's
+    # z_dim, w_dim, mapping_layers and mapping_lr_mult above are shared by both G architectures).
+    # Channels at resolution r: min(sg2_channel_base // r, sg2_channel_max) (StyleGAN2-ADA's
+    # channel_base / channel_max; its cifar config: 32768 and 512, so 512 at every resolution).
+    sg2_channel_base: int = 32768
+    sg2_channel_max: int = 512
+    sg2_mbstd_group: int = 4         # minibatch-stddev group size (min with the batch, as in ADA)
+    sg2_d_residual: bool = True      # residual D blocks (ADA's default "resnet"; its cifar config
+                                     # uses "orig", i.e. False)
     # --- parametrisation (StyleGAN2's equalised learning rate; the paper's implementation details) ---
     equalized_lr: bool = True        # every Linear/Conv of G and D stored N(0, 1), scaled by
                                      # 1/sqrt(fan_in) at run time; False: plain layers, ViT std 0.02
@@ -90,8 +106,26 @@ class ModelConfig:
     def d_tokens(self) -> int:
         return (self.resolution // self.d_patch) ** 2
 
+    def sg2_channels(self, res: int) -> int:
+        """StyleGAN2's feature maps at resolution ``res``: min(channel_base // res, channel_max)."""
+        return min(self.sg2_channel_base // res, self.sg2_channel_max)
+
     # ---------------------------------------------------------------- checks
     def validate(self) -> None:
+        for name in ("g_arch", "d_arch"):
+            if getattr(self, name) not in ARCHS:
+                raise OptionError(f"{name}={getattr(self, name)!r} is not valid; choose one of "
+                                  + ", ".join(repr(a) for a in ARCHS))
+        for name in ("sg2_channel_base", "sg2_channel_max", "sg2_mbstd_group"):
+            if int(getattr(self, name)) <= 0:
+                raise OptionError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if "stylegan2" in (self.g_arch, self.d_arch):
+            r = self.resolution
+            if r < 8 or r & (r - 1):
+                raise OptionError(f"the StyleGAN2 networks need a power-of-two resolution >= 8, got {r}")
+            if self.sg2_channel_base // r < 1:
+                raise OptionError(f"sg2_channel_base={self.sg2_channel_base} gives no channels at "
+                                  f"resolution {r}; use at least {r}")
         for name, choices in ABLATIONS.items():
             if getattr(self, name) not in choices:
                 raise OptionError(
@@ -246,5 +280,5 @@ def field_names(cls) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-__all__ = ["ModelConfig", "ABLATIONS", "PRESETS", "get_preset", "model_config", "preset_names",
+__all__ = ["ModelConfig", "ABLATIONS", "ARCHS", "LEGACY_DEFAULTS", "PRESETS", "get_preset", "model_config", "preset_names",
            "apply_overrides", "parse_set", "coerce", "field_names"]
