@@ -60,7 +60,7 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x, img, w, noise_mode: str):
         if self.const is not None:
-            x = self.const.to(w.dtype).expand(w.shape[0], -1, -1, -1)
+            x = self.const.to(w.dtype)[None].repeat(w.shape[0], 1, 1, 1)  # (not a view of the leaf)
         else:
             x = self.conv0(x, w, noise_mode)
         x = self.conv1(x, w, noise_mode)
