@@ -265,3 +265,50 @@ def test_tiny_preset_trains_samples_and_reloads(tmp_path, capsys, preset):
     assert row["kimg"] == 0.016 and all(v == v for k, v in row.items() if k.startswith("loss/"))
     rc, out, _ = main(["sample", run, "--n", "4", "--out", tmp_path / "g.png"], capsys)
     assert rc == 0 and "wrote" in out
+
+
+def test_data_parallel_with_per_view_D_forwards_keeps_ranks_identical(tmp_path):
+    """2 gloo processes, StyleGAN2 G and D: several D forwards before one backward still sync."""
+    from test_train_distributed import EXTRA, SCRIPT, torchrun
+
+    data = make_images(tmp_path / "imgs")
+    script = tmp_path / "check.py"
+    script.write_text(SCRIPT.replace('resolve_options("tiny"', 'resolve_options("tiny-stylegan2"')
+                      .replace("flat(t.D.buffers())", "flat([*t.D.buffers(), torch.zeros(1)])"))  # D has none
+    sets = [a for a in small_args(**{**EXTRA, **SMALL_SG2, "bcr_real": 1.0}) if a != "--set"]
+    proc = torchrun(script, data, tmp_path / "R", *sets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RANKS-IDENTICAL" in proc.stdout
+
+
+@pytest.mark.parametrize("g_arch,d_arch", list(itertools.product(ARCHS, ARCHS)))
+def test_info_reports_every_combination(g_arch, d_arch):
+    from vitgan.info import format_info, model_info
+
+    info = model_info(small_cfg(g_arch, d_arch))
+    assert (info["g_arch"], info["d_arch"]) == (g_arch, d_arch)
+    assert info["generator_params"] == sum(info["generator_parts"].values())
+    assert info["discriminator_params"] == sum(info["discriminator_parts"].values())
+    assert info["g_gflops"] > 0 and info["d_gflops"] > 0
+    assert (info["tokens"] is None) == (g_arch == "stylegan2")
+    assert "generator" in format_info(info, "x")
+
+
+def test_info_counts_the_stylegan2_discriminator_flops():
+    """D FLOPs against a hand count: fromRGB, per block conv0 + blur + strided conv1 + skip
+    (FIR downsample + 1x1), epilogue conv + FCs; FIR filters are depthwise 4x4 convolutions."""
+    from vitgan.info import forward_gflops
+
+    cfg = small_cfg("vit", "stylegan2", sg2_d_residual=True)
+    ch, R, C = cfg.sg2_channels, cfg.resolution, cfg.channels
+    flops = 2 * R * R * C * ch(R)                                             # fromRGB (1x1)
+    for r in (16, 8):
+        ci, co = ch(r), ch(r // 2)
+        flops += 2 * r * r * ci * ci * 9                                      # conv0 3x3
+        flops += 2 * (r + 1) ** 2 * ci * 16                                   # blur (pad 2) 4x4
+        flops += 2 * (r // 2) ** 2 * ci * co * 9                              # conv1 3x3 stride 2
+        flops += 2 * (r // 2) ** 2 * ci * 16 + 2 * (r // 2) ** 2 * ci * co    # skip: FIR + 1x1
+    c4 = ch(4)
+    flops += 2 * 16 * (c4 + 1) * c4 * 9 + 2 * c4 * 16 * c4 + 2 * c4           # conv, fc, out
+    D = build_discriminator(cfg).eval()
+    assert forward_gflops(D, torch.zeros(1, C, R, R)) == pytest.approx(flops / 1e9, rel=1e-6)
