@@ -80,13 +80,13 @@ def fid_untrained(args) -> dict:
 
     from vitgan.config import ModelConfig
     from vitgan.data import open_dataset
-    from vitgan.generator import Generator
     from vitgan.metrics import evaluate_generator
+    from vitgan.models import build_generator
 
     opts = json.loads((args.run / "training_options.json").read_text())
     cfg = ModelConfig.from_dict(opts["model"])
     torch.manual_seed(opts["train"]["seed"])
-    G = Generator(cfg).eval()
+    G = build_generator(cfg).eval()
     real = open_dataset(str(args.data), resolution=cfg.resolution, split="train",
                         max_images=args.fid_n, log=lambda *a: None)
     t0 = time.time()

@@ -16,8 +16,8 @@ from vitgan.train import checkpoint as ckpt
 
 
 def _models(seed=0):
-    from vitgan.discriminator import Discriminator
-    from vitgan.generator import Generator
+    from vitgan.models.vit_discriminator import Discriminator
+    from vitgan.models.vit_generator import Generator
 
     torch.manual_seed(seed)
     cfg = ModelConfig(**SMALL_MODEL)

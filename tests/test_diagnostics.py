@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from vitgan.config import ModelConfig, get_preset
-from vitgan.discriminator import Discriminator
-from vitgan.generator import Generator
+from vitgan.models.vit_discriminator import Discriminator
+from vitgan.models.vit_generator import Generator
 from vitgan.layers.attention import Attention
 from vitgan.layers.equalized import make_linear
 from vitgan.layers.isn import normalise_weight

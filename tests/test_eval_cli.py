@@ -142,7 +142,7 @@ def test_eval_of_a_checkpoint_uses_the_ema_generator(tmp_path, monkeypatch, caps
 def test_eval_of_a_real_checkpoint_file(folders, tmp_path):
     """A weights-only checkpoint of the tiny preset, through the trainer's load_generator."""
     from vitgan import model_config
-    from vitgan.generator import Generator
+    from vitgan.models.vit_generator import Generator
 
     noise, _, _ = folders
     cfg = model_config("tiny")

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from vitgan.config import ModelConfig, model_config
-from vitgan.discriminator import Discriminator
-from vitgan.generator import Generator
+from vitgan.models.vit_discriminator import Discriminator
+from vitgan.models.vit_generator import Generator
 from vitgan.layers.equalized import (EqualizedConv2d, EqualizedLinear, effective_weight, make_linear,
                                      weight_gain)
 from vitgan.layers.isn import normalise_weight, spectral_parts

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from vitgan.config import model_config
-from vitgan.generator import Generator
+from vitgan.models.vit_generator import Generator
 import pytest
 
 from vitgan.layers.equalized import EqualizedLinear, effective_weight

@@ -401,8 +401,8 @@ def test_r1_runs_through_fused_attention_and_restores_it():
     """R1's double backward must work with the real ViT-D on its fused path (the fused attention
     kernels have no second derivative, so the phase switches to the reference math and back)."""
     from vitgan.config import model_config
-    from vitgan.discriminator import Discriminator
-    from vitgan.generator import Generator
+    from vitgan.models.vit_discriminator import Discriminator
+    from vitgan.models.vit_generator import Generator
     from vitgan.layers.attention import Attention
 
     cfg = model_config("tiny").replace(fused_attention=True)

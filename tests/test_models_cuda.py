@@ -63,3 +63,30 @@ def test_training_step_has_no_host_sync():
         logits.float().sum().backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("preset", ["cifar10-stylegan2", "celeba64-hybrid"])
+def test_cuda_stylegan2_networks_match_cpu_and_run_in_bf16(preset):
+    """(Written without a GPU to run it on: not yet run.)"""
+    from vitgan.models import build_discriminator, build_generator
+
+    cfg = model_config(preset)
+    torch.manual_seed(0)
+    G, D = build_generator(cfg).eval(), build_discriminator(cfg).eval()
+    z = torch.randn(4, cfg.z_dim)
+    with torch.no_grad():
+        img_cpu = G(z)
+        logit_cpu = D(img_cpu)
+    G, D = G.cuda(), D.cuda()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    with torch.no_grad():
+        img = G(z.cuda())
+        torch.testing.assert_close(img.cpu(), img_cpu, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(D(img_cpu.cuda()).cpu(), logit_cpu, rtol=1e-3, atol=1e-3)
+    G.train(), D.train()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits = D(G(z.cuda()))
+    logits.float().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in G.parameters() if p.grad is not None)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in D.parameters())

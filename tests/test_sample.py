@@ -15,8 +15,8 @@ from vitgan.train import checkpoint as ckpt
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A run folder holding an (untrained) tiny-preset checkpoint, 32x32, whose G_ema differs from G."""
-    from vitgan.discriminator import Discriminator
-    from vitgan.generator import Generator
+    from vitgan.models.vit_discriminator import Discriminator
+    from vitgan.models.vit_generator import Generator
 
     cfg = get_preset("tiny")["model"]
     torch.manual_seed(0)

@@ -85,8 +85,8 @@ def test_torchrun_end_to_end_one_run_folder_and_exact_resume(tmp_path):
 GRAD_SCRIPT = textwrap.dedent('''
 import json, sys, torch, torch.distributed as dist
 from vitgan.config import model_config
-from vitgan.discriminator import Discriminator
-from vitgan.generator import Generator
+from vitgan.models.vit_discriminator import Discriminator
+from vitgan.models.vit_generator import Generator
 from vitgan.train.augment import DiffAugment, translate
 from vitgan.train.distributed import Dist, init_distributed, maybe_no_sync, shutdown, wrap_ddp
 from vitgan.train.loss import ViTGANLoss

@@ -4,7 +4,8 @@ from vitgan.config import ABLATIONS, PRESETS, ModelConfig, get_preset, model_con
 
 __version__ = "0.1.0"
 
-_LAZY = {"Generator": "vitgan.generator", "Discriminator": "vitgan.discriminator"}
+_LAZY = {"Generator": "vitgan.models.vit_generator", "Discriminator": "vitgan.models.vit_discriminator",
+         "build_generator": "vitgan.models", "build_discriminator": "vitgan.models"}
 
 
 def __getattr__(name):  # import the models (and torch) only when asked: keeps the CLI fast
@@ -15,4 +16,4 @@ def __getattr__(name):  # import the models (and torch) only when asked: keeps t
 
 
 __all__ = ["ModelConfig", "PRESETS", "ABLATIONS", "get_preset", "model_config", "Generator",
-           "Discriminator", "__version__"]
+           "Discriminator", "build_generator", "build_discriminator", "__version__"]

@@ -39,8 +39,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from vitgan.config import get_preset, parse_set, apply_overrides
-from vitgan.discriminator import Discriminator
-from vitgan.generator import Generator
+from vitgan.models import build_discriminator, build_generator
 from vitgan.layers.paths import reference_paths
 from vitgan.train.augment import DiffAugment
 from vitgan.train.ema import EMA
@@ -109,8 +108,8 @@ def build(args):
     if args.reference:
         cfg = cfg.replace(fused_attention=False, fused_inr=False)
     device = torch.device(args.device)
-    G = Generator(cfg).to(device).train()
-    D = Discriminator(cfg).to(device).train()
+    G = build_generator(cfg).to(device).train()
+    D = build_discriminator(cfg).to(device).train()
     ema = EMA(G)
     g_step, d_step = G, D
     if args.compile:

@@ -29,15 +29,22 @@ ABLATIONS: dict[str, tuple] = {
 
 
 # Fields added after the first release, with the value a config saved without them had.
-LEGACY_DEFAULTS: dict = {"equalized_lr": False, "d_qk_gain": 1.0}
+LEGACY_DEFAULTS: dict = {"equalized_lr": False, "d_qk_gain": 1.0, "g_arch": "vit", "d_arch": "vit"}
+
+# Architectures of each network (``vitgan.models`` builds them): the paper's ViTs, or the
+# StyleGAN2 networks the paper compares against (and combines into hybrids).
+ARCHS: tuple = ("vit", "stylegan2")
 
 
 @dataclass
 class ModelConfig:
-    """Architecture of ViT-G and ViT-D. Sizes follow the paper's section 2 and 3."""
+    """Architecture of G and D. ViT sizes follow the paper's sections 2 and 3; the StyleGAN2
+    networks (``g_arch`` / ``d_arch = "stylegan2"``) follow StyleGAN2-ADA's ``cifar`` config."""
 
     resolution: int = 32
     channels: int = 3
+    g_arch: str = "vit"              # "vit" (ViT-G) | "stylegan2" (StyleGAN2's skip generator)
+    d_arch: str = "vit"              # "vit" (ViT-D) | "stylegan2" (StyleGAN2's residual D)
     # --- generator ---
     patch_size: int = 4              # P: each of the L = (H/P)^2 tokens paints a P x P patch
     z_dim: int = 384
@@ -66,6 +73,15 @@ class ModelConfig:
     d_overlap: bool = True
     d_conv_qkv: bool = False
     d_conv_kernel: int = 3
+    # --- StyleGAN2 networks (used only with g_arch / d_arch = "stylegan2"; the mapping network's
+    # z_dim, w_dim, mapping_layers and mapping_lr_mult above are shared by both G architectures).
+    # Channels at resolution r: min(sg2_channel_base // r, sg2_channel_max) (StyleGAN2-ADA's
+    # channel_base / channel_max; its cifar config: 32768 and 512, so 512 at every resolution).
+    sg2_channel_base: int = 32768
+    sg2_channel_max: int = 512
+    sg2_mbstd_group: int = 4         # minibatch-stddev group size (min with the batch, as in ADA)
+    sg2_d_residual: bool = True      # residual D blocks (ADA's default "resnet"; its cifar config
+                                     # uses "orig", i.e. False)
     # --- parametrisation (StyleGAN2's equalised learning rate; the paper's implementation details) ---
     equalized_lr: bool = True        # every Linear/Conv of G and D stored N(0, 1), scaled by
                                      # 1/sqrt(fan_in) at run time; False: plain layers, ViT std 0.02
@@ -104,8 +120,26 @@ class ModelConfig:
     def d_tokens(self) -> int:
         return (self.resolution // self.d_patch) ** 2
 
+    def sg2_channels(self, res: int) -> int:
+        """StyleGAN2's feature maps at resolution ``res``: min(channel_base // res, channel_max)."""
+        return min(self.sg2_channel_base // res, self.sg2_channel_max)
+
     # ---------------------------------------------------------------- checks
     def validate(self) -> None:
+        for name in ("g_arch", "d_arch"):
+            if getattr(self, name) not in ARCHS:
+                raise OptionError(f"{name}={getattr(self, name)!r} is not valid; choose one of "
+                                  + ", ".join(repr(a) for a in ARCHS))
+        for name in ("sg2_channel_base", "sg2_channel_max", "sg2_mbstd_group"):
+            if int(getattr(self, name)) <= 0:
+                raise OptionError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if "stylegan2" in (self.g_arch, self.d_arch):
+            r = self.resolution
+            if r < 8 or r & (r - 1):
+                raise OptionError(f"the StyleGAN2 networks need a power-of-two resolution >= 8, got {r}")
+            if self.sg2_channel_base // r < 1:
+                raise OptionError(f"sg2_channel_base={self.sg2_channel_base} gives no channels at "
+                                  f"resolution {r}; use at least {r}")
         for name, choices in ABLATIONS.items():
             if getattr(self, name) not in choices:
                 raise OptionError(
@@ -191,6 +225,54 @@ PRESETS: dict[str, dict] = {
                  train=dict(data="cifar10", batch=32, tick_kimg=0.5)),
 }
 
+# ---- the convolutional baselines and hybrids the paper compares against (section 5 table) ----
+# StyleGAN2 sizes: StyleGAN2-ADA's `cifar` config (train.py: fmaps 1 -> channel_base 32768,
+# channel_max 512, i.e. 512 channels at every resolution up to 64; map 2; z = w = 512; mbstd 32).
+# The 64x64 presets keep the same networks one resolution deeper (ADA has no 64x64 config).
+_SG2_G = dict(g_arch="stylegan2", z_dim=512, w_dim=512, mapping_layers=2)
+_SG2_D = dict(d_arch="stylegan2", sg2_mbstd_group=32)
+_VIT64 = dict(resolution=64, patch_size=8, g_depth=6, d_depth=6)   # the celeba64 ViT sizes
+# Training: StyleGAN2-ADA cifar (lr 0.0025, batch 64, R1 gamma 0.01 every 16 steps, EMA 500 kimg
+# with ramp-up 0.05 = our defaults); no bCR (StyleGAN2 has none); DiffAugment stays on (the
+# paper's "StyleGAN2 + DiffAugment" row; ADA's adaptive augmentation is not implemented).
+_SG2_TRAIN = dict(batch=64, lr=0.0025, r1_gamma=0.01, bcr_real=0.0, bcr_fake=0.0)
+# Hybrid (ViT-G + StyleGAN2-D): the official code's PyTorch port, per the paper's authors
+# (spec section 4): lr 0.001 at batch 64, bCR weight 1, a small R1 (gamma 0.01, ADA cifar's; the
+# port's value is not given) and an lr warm-up (10 kimg: our choice, its length is not given).
+_HYBRID_TRAIN = dict(batch=64, lr=0.001, bcr_real=1.0, bcr_fake=1.0, r1_gamma=0.01,
+                     lr_warmup_kimg=10.0)
+# StyleGAN2-G + ViT-D: ViT-D needs ViTGAN's recipe (no R1: it "cripples" ViT-D; bCR), so the
+# ViT presets' defaults (lr 0.002, batch 128, bCR 1, no R1).
+_VITD_TRAIN = dict(batch=128)
+PRESETS.update({
+    "cifar10-stylegan2": dict(model=ModelConfig(**_SG2_G, **_SG2_D),
+                              train=dict(data="cifar10", **_SG2_TRAIN)),
+    "cifar10-hybrid": dict(model=ModelConfig(**_SG2_D), train=dict(data="cifar10", **_HYBRID_TRAIN)),
+    "cifar10-vitd-sg2g": dict(model=ModelConfig(**_SG2_G), train=dict(data="cifar10", **_VITD_TRAIN)),
+    "celeba64-stylegan2": dict(model=ModelConfig(**_VIT64, **_SG2_G, **_SG2_D),
+                               train=dict(data="celeba", **_SG2_TRAIN)),
+    "celeba64-hybrid": dict(model=ModelConfig(**_VIT64, **_SG2_D),
+                            train=dict(data="celeba", **_HYBRID_TRAIN)),
+    "celeba64-vitd-sg2g": dict(model=ModelConfig(**_VIT64, **_SG2_G),
+                               train=dict(data="celeba", **_VITD_TRAIN)),
+})
+# Tiny CPU versions: the `tiny` preset's ViT halves; StyleGAN2 halves with channels
+# min(TINY_SG2_BASE // r, TINY_SG2_MAX) and the tiny mapping network, sized to train at about
+# the `tiny` preset's images/s on a CPU (measured: README). Training defaults as `tiny`, with the
+# regularisers of the full-size counterpart.
+_TINY = PRESETS["tiny"]["model"]
+_TINY_SG2 = dict(sg2_channel_base=256, sg2_channel_max=32, sg2_mbstd_group=4)
+_TINY_TRAIN = dict(data="cifar10", batch=32, tick_kimg=0.5)
+PRESETS.update({
+    "tiny-stylegan2": dict(model=dataclasses.replace(_TINY, g_arch="stylegan2", d_arch="stylegan2",
+                                                     **_TINY_SG2),
+                           train=dict(_TINY_TRAIN, r1_gamma=0.01, bcr_real=0.0, bcr_fake=0.0)),
+    "tiny-hybrid": dict(model=dataclasses.replace(_TINY, d_arch="stylegan2", **_TINY_SG2),
+                        train=dict(_TINY_TRAIN, r1_gamma=0.01)),
+    "tiny-vitd-sg2g": dict(model=dataclasses.replace(_TINY, g_arch="stylegan2", **_TINY_SG2),
+                           train=dict(_TINY_TRAIN)),
+})
+
 
 def preset_names() -> list[str]:
     return list(PRESETS)
@@ -262,5 +344,5 @@ def field_names(cls) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-__all__ = ["ModelConfig", "ABLATIONS", "PRESETS", "get_preset", "model_config", "preset_names",
+__all__ = ["ModelConfig", "ABLATIONS", "ARCHS", "LEGACY_DEFAULTS", "PRESETS", "get_preset", "model_config", "preset_names",
            "apply_overrides", "parse_set", "coerce", "field_names"]

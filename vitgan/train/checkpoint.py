@@ -304,9 +304,9 @@ def resolve_weights_path(path: str | os.PathLike, log=print) -> Path:
 
 
 def build_generator(cfg: ModelConfig, state_dict: dict, device="cpu"):
-    from vitgan.generator import Generator
+    from vitgan.models import build_generator
 
-    G = Generator(cfg)
+    G = build_generator(cfg)  # the architecture the saved config names (cfg.g_arch)
     try:
         G.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:

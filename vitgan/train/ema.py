@@ -51,7 +51,7 @@ class EMA:
     ``ema.module`` is the averaged generator (eval mode, ``requires_grad=False``); use it for
     samples and metrics. ``update(G, batch_size, cur_nimg=None) -> beta`` after each G step.
     ``state_dict()`` / ``load_state_dict()`` are the averaged generator's, so a checkpoint stores
-    it like any generator and ``Generator(cfg).load_state_dict(...)`` reads it back.
+    it like any generator and ``build_generator(cfg).load_state_dict(...)`` reads it back.
     """
 
     def __init__(self, G: nn.Module, *, halflife_kimg: float = 10.0, rampup: float | None = None):

@@ -197,15 +197,14 @@ class Trainer:
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
 
         from vitgan.data import infinite_batches
-        from vitgan.discriminator import Discriminator
-        from vitgan.generator import Generator
+        from vitgan.models import build_discriminator, build_generator
         from vitgan.train.augment import ConsistencyTransform, DiffAugment
         from vitgan.train.ema import EMA
         from vitgan.train.loss import ViTGANLoss
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.G = Generator(self.model_cfg).to(dev).train()
-        self.D = Discriminator(self.model_cfg).to(dev).train()
+        self.G = build_generator(self.model_cfg).to(dev).train()
+        self.D = build_discriminator(self.model_cfg).to(dev).train()
         self.ema = EMA(self.G, halflife_kimg=cfg.ema_kimg, rampup=cfg.ema_rampup)
         self.G_opt = self._adam(self.G, cfg.g_lr or cfg.lr)
         self.D_opt = self._adam(self.D, cfg.d_lr or cfg.lr)

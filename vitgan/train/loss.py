@@ -29,8 +29,10 @@ logits then collapse to 0 and it stops telling real from fake.)
 
 Efficiency: one augmentation call and ONE D forward per D step: the batch is
 ``cat([A(x), A(G(z)), T(A(x)), T(A(G(z)))])`` (the last two only for bCR terms with a non-zero
-weight), split afterwards. This is exact because D has no cross-sample operation (no batch norm,
-no minibatch statistics); a D with one would need separate forwards.
+weight), split afterwards. This is exact because the ViT D has no cross-sample operation (no batch norm,
+no minibatch statistics). A D with one (StyleGAN2's minibatch standard deviation) says so with
+the class attribute ``cross_sample = True``; it is then run once per group of views (reals,
+fakes, each bCR view), so that no image's logit depends on images of another group.
 
 R1 (lazy, StyleGAN2): the loop runs ``"Dreg"`` once every ``r1_interval`` D steps (see
 ``reg_due``); the penalty is already multiplied by ``r1_interval``, so pass the same ``gain`` as for
@@ -75,6 +77,7 @@ from vitgan.errors import OptionError
 from vitgan.layers.paths import reference_paths
 from vitgan.train.augment import ConsistencyTransform
 from vitgan.train.distributed import maybe_no_sync
+from vitgan.train.ema import unwrap
 
 __all__ = ["ViTGANLoss", "PHASES"]
 
@@ -126,6 +129,7 @@ class ViTGANLoss:
             )
         self.G = G
         self.D = D
+        self.cross_sample = bool(getattr(unwrap(D), "cross_sample", False))
         self.augment = augment
         self.bcr_transform = bcr_transform if bcr_transform is not None else ConsistencyTransform()
         self.bcr_real = float(bcr_real)
@@ -213,8 +217,11 @@ class ViTGANLoss:
         if self.bcr_fake > 0:
             parts.append(self.bcr_transform(views[nr:]))
             sizes.append(nf)
-        logits = self._run_D(torch.cat(parts))  # one D forward
-        split = list(logits.split(sizes))
+        if self.cross_sample:  # one D forward per group of views (minibatch statistics)
+            split = [self._run_D(v) for v in [views[:nr], views[nr:], *parts[1:]]]
+        else:
+            logits = self._run_D(torch.cat(parts))  # one D forward
+            split = list(logits.split(sizes))
         lr, lf = split[0], split[1]
         loss_real = F.softplus(-lr).mean()
         loss_fake = F.softplus(lf).mean()
