@@ -39,8 +39,8 @@ ROWS: dict[str, tuple[str, list[str], int]] = {
     "default": ("defaults: equalised lr, L2 qk gain, bCR 1, lr 0.002, L2 + ISN, overlap, INR", [], 4),
     "plain-bcr10": ("the previous defaults: plain std-0.02 layers, bCR 10, lr 0.0002",
                     ["equalized_lr=false", "bcr_real=10", "bcr_fake=10", "lr=0.0002"], 4),
-    "bcr10": ("bCR 10 (the paper's weight)", ["bcr_real=10", "bcr_fake=10"], 4),
-    "plain": ("plain std-0.02 layers (bCR 1, at their lr 0.0002)", ["equalized_lr=false", "lr=0.0002"], 2),
+    "bcr10": ("bCR 10 (the paper's weight)", ["bcr_real=10", "bcr_fake=10"], 2),
+    "plain": ("plain std-0.02 layers (bCR 1, at their lr 0.0002)", ["equalized_lr=false", "lr=0.0002"], 1),
     "qk1": ("equalised without the L2 qk gain (c = 1: D's class token attends only to itself)",
             ["d_qk_gain=1.0"], 1),
     "bcr0": ("no bCR", ["bcr_real=0", "bcr_fake=0"], 1),
@@ -49,6 +49,10 @@ ROWS: dict[str, tuple[str, list[str], int]] = {
     "no-overlap": ("non-overlapping D patches", ["d_overlap=false"], 1),
     "linear-head": ("linear patch head instead of the INR", ["g_head=linear"], 1),
     "lr0.0002": ("lr 0.0002", ["lr=0.0002"], 1),
+    # a conv GAN of about the same cost on this machine (tiny-* presets: StyleGAN2 G and D, and
+    # ViT-G + StyleGAN2-D), each with its preset's own training defaults
+    "stylegan2": ("StyleGAN2 G + D (preset tiny-stylegan2)", ["preset=tiny-stylegan2"], 1),
+    "hybrid": ("ViT-G + StyleGAN2-D (preset tiny-hybrid)", ["preset=tiny-hybrid"], 1),
 }
 
 
@@ -68,7 +72,9 @@ def run_row(name: str, args, sets: list[str], points: int) -> dict:
     if run.exists():
         shutil.rmtree(run)
     every = args.kimg / points
-    cmd = [sys.executable, "-m", "vitgan", "train", "--preset", args.preset, "--data", str(args.data),
+    preset = next((kv.split("=", 1)[1] for kv in sets if kv.startswith("preset=")), args.preset)
+    sets = [kv for kv in sets if not kv.startswith("preset=")]
+    cmd = [sys.executable, "-m", "vitgan", "train", "--preset", preset, "--data", str(args.data),
            "--out", str(run), "--kimg", str(args.kimg),
            "--set", f"tick_kimg={args.tick_kimg}", "--set", f"metrics_kimg={every}",
            "--set", "metrics=fid,kid", "--set", f"metrics_n={args.fid_n}",
