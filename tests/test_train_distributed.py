@@ -88,7 +88,7 @@ from vitgan.config import model_config
 from vitgan.discriminator import Discriminator
 from vitgan.generator import Generator
 from vitgan.train.augment import DiffAugment, translate
-from vitgan.train.distributed import Dist, init_distributed, maybe_no_sync, shutdown, wrap_ddp
+from vitgan.distributed import Dist, init_distributed, maybe_no_sync, shutdown, wrap_ddp
 from vitgan.train.loss import ViTGANLoss
 
 cfg = model_config("tiny").replace(**json.loads(sys.argv[1]))

@@ -14,7 +14,7 @@ read once per tick (``tick_kimg``), which is also when NaN/Inf are looked for, s
 a line, and grids, checkpoints and metrics fall due.
 
 Data parallel (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; the plumbing is in
-``vitgan.train.distributed``): one process per device, G and D wrapped in
+``vitgan.distributed``): one process per device, G and D wrapped in
 DistributedDataParallel (``broadcast_buffers=False``: the spectral-norm vectors are updated
 identically on every rank from identical weights), gradients averaged once per step
 (``no_sync`` on all but the last micro-batch), each rank reads its own shard of the data and
@@ -45,7 +45,7 @@ import torch
 from vitgan.config import ModelConfig
 from vitgan.errors import OptionError, UserError
 from vitgan.train import checkpoint as ckpt
-from vitgan.train.distributed import (Dist, all_gather_object, all_reduce_max, all_reduce_mean,
+from vitgan.distributed import (Dist, all_gather_object, all_reduce_max, all_reduce_mean,
                                       broadcast_object, init_distributed, maybe_no_sync, on_main,
                                       resolve_device, shutdown, wrap_ddp)
 from vitgan.train.options import TrainConfig
@@ -704,5 +704,5 @@ def _progress(cfg: TrainConfig, nimg: int, total_nimg: int, d: Dist):
                 file=sys.stderr, leave=False, disable=None)  # None: off when not a terminal
 
 
-# Dist, init_distributed and resolve_device live in vitgan.train.distributed; re-exported here.
+# Dist, init_distributed and resolve_device live in vitgan.distributed; re-exported here.
 __all__ = ["training_loop", "Trainer", "Dist", "init_distributed", "resolve_device", "TickStats"]

@@ -74,7 +74,7 @@ import torch.nn.functional as F
 from vitgan.errors import OptionError
 from vitgan.layers.paths import reference_paths
 from vitgan.train.augment import ConsistencyTransform
-from vitgan.train.distributed import maybe_no_sync
+from vitgan.distributed import maybe_no_sync
 
 __all__ = ["ViTGANLoss", "PHASES"]
 

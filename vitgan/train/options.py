@@ -141,7 +141,7 @@ class TrainConfig:
         if self.max_images is not None and self.max_images <= 0:
             raise OptionError(f"max_images must be a positive integer or none, got {self.max_images}")
         if self.metrics:
-            from vitgan.metrics.evaluate import parse_metrics  # raises OptionError on unknown names
+            from vitgan.metrics.registry import parse_metrics  # raises OptionError on unknown names
 
             parse_metrics(self.metrics)
         dev = self.device
