@@ -45,6 +45,7 @@ from vitgan.layers.paths import reference_paths
 from vitgan.train.augment import DiffAugment
 from vitgan.train.ema import EMA
 from vitgan.train.loss import ViTGANLoss
+from vitgan.train.options import TrainConfig
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -111,7 +112,7 @@ def build(args):
     device = torch.device(args.device)
     G = Generator(cfg).to(device).train()
     D = Discriminator(cfg).to(device).train()
-    ema = EMA(G)
+    ema = EMA(G, halflife_kimg=TrainConfig().ema_kimg)  # TODO: the Trainer's own step
     g_step, d_step = G, D
     if args.compile:
         g_step, d_step = torch.compile(G, dynamic=False), torch.compile(D, dynamic=False)
