@@ -11,8 +11,8 @@ A checkpoint of a run at ``nimg`` images is three files in ``<run>/checkpoints/`
 
 ``<nimg>`` is the number of real images shown so far, 12 digits (exact, sorts by time). Each file is written to a temporary
 name in the same folder, flushed, fsynced and renamed over its final name, and the folder is
-fsynced (``vitgan.files.atomic_write``); the manifest is the "complete" marker, so a checkpoint whose manifest is missing, or
-whose files do not match it, is never read: loading falls back to the previous one. The last
+fsynced (``vitgan.files.atomic_write``); the manifest is the "complete" marker, so a checkpoint
+whose manifest is missing, or whose files do not match it, is never read: loading falls back to the previous one. The last
 ``keep`` checkpoints are kept; permanent ``network-snapshot-<kimg:06d>.safetensors`` files in the
 run folder (hard links to the weights, or copies) are what users share and sample from.
 
