@@ -74,6 +74,7 @@ import torch.nn.functional as F
 from vitgan.layers.paths import reference_paths
 from vitgan.train.augment import ConsistencyTransform
 from vitgan.distributed import maybe_no_sync
+from vitgan.train.options import TrainConfig
 
 __all__ = ["ViTGANLoss", "PHASES"]
 
@@ -102,11 +103,11 @@ class ViTGANLoss:
         D: nn.Module,
         augment: Augment | None = None,
         *,
-        bcr_real: float = 1.0,
-        bcr_fake: float = 1.0,
-        r1_gamma: float = 0.0,
-        r1_interval: int = 16,
-        lecam_weight: float = 0.0,
+        bcr_real: float = TrainConfig.bcr_real,   # the defaults are TrainConfig's (one place)
+        bcr_fake: float = TrainConfig.bcr_fake,
+        r1_gamma: float = TrainConfig.r1_gamma,
+        r1_interval: int = TrainConfig.r1_interval,
+        lecam_weight: float = TrainConfig.lecam_weight,
         lecam_ema: float = 0.99,
         autocast_dtype: torch.dtype | None = None,
         device_type: str = "cpu",
