@@ -233,3 +233,20 @@ def test_gradient_accumulation_matches_no_accumulation(grad_report):
     for m in ("D", "G"):
         assert r[f"ddp_accum/{m}"] < GRAD_TOL, r
         assert r[f"single_accum/{m}"] < GRAD_TOL, r
+
+
+def test_vitgan_eval_under_torchrun_matches_one_process(tmp_path):
+    """`vitgan eval` joins torchrun's group through vitgan.distributed and reports what one
+    process reports (rank 0 prints the one JSON object)."""
+    data = make_images(tmp_path / "imgs")
+    args = ["-m", "vitgan", "eval", data, "--real", data, "--metrics", "fid,kid", "-n", "6",
+            "--device", "cpu", "--json"]
+    proc = torchrun(*args, "--cache-dir", tmp_path / "c2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads(proc.stdout.strip().splitlines()[-1])
+    one = subprocess.run([sys.executable, *map(str, args), "--cache-dir", str(tmp_path / "c1")],
+                         capture_output=True, text=True, timeout=240, env=env(), cwd=REPO)
+    assert one.returncode == 0, one.stderr[-3000:]
+    one = json.loads(one.stdout)
+    assert two["n"] == one["n"] == 6 and abs(two["fid"] - one["fid"]) < 1e-6
+    assert abs(two["kid_mean"] - one["kid_mean"]) < 1e-9
