@@ -48,8 +48,11 @@ def test_policy_parsing():
         DiffAugment("color,rotate")
     with pytest.raises(OptionError, match="twice"):
         DiffAugment("color,color")
-    with pytest.raises(OptionError):
-        DiffAugment("color", p=1.5)
+    from vitgan.train.options import TrainConfig
+
+    with pytest.raises(OptionError, match="augment_p must be in"):  # checked once, by the config
+        TrainConfig(augment_p=1.5)
+    assert (DiffAugment().ops, DiffAugment().p) == (DiffAugment(TrainConfig().augment).ops, TrainConfig().augment_p)
 
 
 # ----------------------------------------------------------------------------- identity / change

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 
 import pytest
@@ -28,22 +27,6 @@ def _save(run, nimg, seed=0, keep=2, snapshot=False):
     cfg, mods = _models(seed)
     return ckpt.save_checkpoint(run, modules=mods, model_cfg=cfg, state={"format": "x", "nimg": nimg},
                                 nimg=nimg, step=nimg // 8, keep=keep, snapshot=snapshot), mods
-
-
-def test_atomic_write_replaces_whole_or_not_at_all(tmp_path, monkeypatch):
-    path = tmp_path / "f.bin"
-    ckpt.atomic_write_bytes(path, b"old")
-    ckpt.atomic_write_bytes(path, b"new contents")
-    assert path.read_bytes() == b"new contents"
-
-    def boom(*a):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
-        ckpt.atomic_write_bytes(path, b"half")
-    assert path.read_bytes() == b"new contents"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temporary file left behind
 
 
 def test_save_verify_load_and_prune(tmp_path):

@@ -207,8 +207,8 @@ def test_plot_curves_writes_a_png_from_a_run_folder(tmp_path):
 
 
 def test_tick_stats_keep_the_mean_and_the_peak_of_the_losses():
-    from vitgan.train.distributed import Dist
-    from vitgan.train.loop import TickStats
+    from vitgan.distributed import Dist
+    from vitgan.train.report import TickStats
 
     ts = TickStats()
     for d, g in ((1.2, 0.7), (3.5, 0.9), (1.0, 0.8)):   # one spike in the middle of the tick

@@ -76,7 +76,7 @@ def test_rampup_first_update_copies_generator():
 def test_no_grad_tracking_and_eval_mode():
     G = TinyG()
     G.fc.weight.grad = torch.ones_like(G.fc.weight)
-    ema = EMA(G)
+    ema = EMA(G, halflife_kimg=10.0)
     assert not ema.module.training
     assert all(not p.requires_grad and p.grad is None for p in ema.module.parameters())
     ema.update(G, batch_size=8)
@@ -88,11 +88,11 @@ def test_no_grad_tracking_and_eval_mode():
 
 def test_state_dict_round_trip_and_mismatch():
     G = TinyG()
-    ema = EMA(G)
+    ema = EMA(G, halflife_kimg=10.0)
     with torch.no_grad():
         G.fc.weight.add_(1.0)
     ema.update(G, batch_size=100)
-    other = EMA(TinyG())
+    other = EMA(TinyG(), halflife_kimg=10.0)
     other.load_state_dict(ema.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), ema.state_dict().values()))
     assert set(ema.state_dict()) == set(G.state_dict())  # loads into a plain generator too
@@ -100,3 +100,12 @@ def test_state_dict_round_trip_and_mismatch():
     G.extra = nn.Linear(2, 2)  # a parameter registered after the EMA was made
     with pytest.raises(RuntimeError, match="no longer match"):
         ema.update(G, batch_size=8)
+
+
+def test_the_half_life_has_one_default_the_training_config():
+    import inspect
+
+    from vitgan.train.options import TrainConfig
+
+    assert inspect.signature(EMA).parameters["halflife_kimg"].default is inspect.Parameter.empty
+    assert TrainConfig().ema_kimg == 500.0

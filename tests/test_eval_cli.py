@@ -153,3 +153,36 @@ def test_eval_of_a_real_checkpoint_file(folders, tmp_path):
     out = json.loads(r.stdout)
     assert out["fake_kind"] == "checkpoint" and out["n"] == 4 and out["resolution"] == cfg.resolution
     assert np.isfinite(out["fid"]) and out["fid"] > 0
+
+
+def test_eval_and_training_metrics_go_through_the_same_registry_call(tmp_path, monkeypatch, capsys):
+    """`vitgan eval` and the training hook (evaluate_generator, which Trainer.metrics calls) both
+    call vitgan.metrics.registry.evaluate."""
+    from vitgan.metrics import evaluate_generator
+    from vitgan.metrics import registry
+
+    calls, original = [], registry.evaluate
+
+    def spy(metrics, **kw):
+        calls.append(tuple(metrics) if not isinstance(metrics, str) else metrics)
+        return original(metrics, **kw)
+
+    monkeypatch.setattr(registry, "evaluate", spy)
+    G = standins.TinyGenerator(resolution=8)
+    real = standins.TensorDataset(standins.random_images(12, size=8))
+    monkeypatch.setattr(eval_cmd, "_load_generator", lambda path, device: (G, G.cfg))
+    monkeypatch.setattr(eval_cmd, "_open", lambda source, **kw: real)
+    monkeypatch.setattr("vitgan.metrics.inception.load_inception", lambda path, device: standins.StandInExtractor())
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training_options.json").write_text("{}")
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    args = parser.parse_args([str(run), "--real", "x", "--metrics", "fid", "--n", "12", "--json",
+                              "--device", "cpu", "--cache-dir", str(tmp_path / "c")])
+    assert eval_cmd.run(args) == 0
+    from_cli = json.loads(capsys.readouterr().out)["fid"]
+    from_training = evaluate_generator(G, real, metrics=("fid",), n=12, batch=32,
+                                       inception=standins.StandInExtractor(), cache_dir=tmp_path / "c")
+    assert calls == [("fid",), ("fid",)]
+    assert from_cli == from_training["fid"]

@@ -85,3 +85,9 @@ def test_bench_json_keys(capsys):
                 "d_step_ms", "g_step_ms", "step_gflop", "matmul_peak_tflops"):
         assert isinstance(res[key], float), key
     assert res["images_per_s"] == pytest.approx(2 / (res["step_ms"] / 1e3))
+    # the Trainer's own step, from the options `vitgan train` resolves
+    from vitgan.train.options import resolve_options
+
+    assert res["step"] == "Trainer.train_step"
+    want = resolve_options("tiny", batch=2, overrides={"precision": "fp32", "device": "cpu"})
+    assert res["options"]["train"] == want["train"] and res["options"]["model"] == want["model"]

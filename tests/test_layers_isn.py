@@ -142,3 +142,26 @@ def test_sigma_stays_fp32_under_autocast():
     sn, _ = spectral_parts(layer)
     assert sn.u.dtype == torch.float32
     torch.testing.assert_close(layer.weight, layer.parametrizations.weight.original, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["isn", "sn"])
+def test_discriminator_in_float64(kind):
+    """Discriminator(cfg).double() runs (the power iteration follows the weights to fp64; it
+    used to fail with 'addmv input tensors must have the same dtype') and agrees with fp32."""
+    from vitgan import model_config
+    from vitgan.models.vit_discriminator import Discriminator
+
+    torch.manual_seed(0)
+    D = Discriminator(model_config("tiny").replace(d_norm=kind))
+    D64 = copy.deepcopy(D).double()
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    for train in (True, False):
+        D.train(train), D64.train(train)
+        out, out64 = D(x), D64(x.double())
+        assert out64.dtype == torch.float64
+        torch.testing.assert_close(out64.float(), out, rtol=1e-4, atol=1e-4)
+    sn, _ = spectral_parts(next(m for m in D64.modules() if hasattr(m, "parametrizations")))
+    assert sn.u.dtype == sn.v.dtype == torch.float64
+    D64.train()
+    D64(x.double()).sum().backward()
+    assert all(p.grad.dtype == torch.float64 for p in D64.parameters() if p.grad is not None)

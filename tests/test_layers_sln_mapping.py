@@ -102,3 +102,15 @@ def test_w_avg_tracks_w_in_training_and_truncation_pulls_to_it():
     torch.testing.assert_close(x0[0], x0[2])
     xh = G(z, truncation_psi=0.5)
     torch.testing.assert_close(xh, G.synthesis(G.w_avg + 0.5 * (w - G.w_avg)))
+
+
+def test_sln_init_std_has_one_default_the_model_config():
+    import inspect
+
+    from vitgan.config import ModelConfig
+
+    assert inspect.signature(SLN).parameters["init_std"].default is inspect.Parameter.empty
+    G = Generator(ModelConfig(z_dim=8, w_dim=8, mapping_layers=1, g_dim=8, g_depth=1, g_heads=2,
+                              g_mlp_dim=8, fourier_dim=8, inr_hidden=8, sln_init_std=0.0))
+    sln = next(m for m in G.modules() if isinstance(m, SLN))
+    assert float(sln.affine.weight.detach().abs().max()) == 0.0  # the config's value reached the layer

@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from vitgan.errors import OptionError
 from vitgan.train.augment import DiffAugment
 from vitgan.train.loss import ViTGANLoss
 
@@ -345,14 +344,9 @@ def test_lecam_off_by_default_and_no_state():
 
 
 # ----------------------------------------------------------------------------- options, autocast
-def test_bad_options():
+def test_unknown_phase():
+    """(Bad weights are refused once, by TrainConfig: tests/test_train_cli.py.)"""
     G, D = TinyG(), ConvD()
-    with pytest.raises(OptionError):
-        ViTGANLoss(G, D, DiffAugment(), r1_interval=0)
-    with pytest.raises(OptionError):
-        ViTGANLoss(G, D, DiffAugment(), bcr_real=-1)
-    with pytest.raises(OptionError):
-        ViTGANLoss(G, D, DiffAugment(), autocast_dtype=torch.float64)
     with pytest.raises(ValueError, match="unknown phase"):
         ViTGANLoss(G, D, DiffAugment()).accumulate_gradients("Greg", None, None)
 

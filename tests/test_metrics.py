@@ -339,3 +339,21 @@ def test_cache_file_records_its_key(tmp_path):
     p = cache.save(key, FeatureSet.from_features(np.ones((3, 2)) * np.arange(3)[:, None]))
     with np.load(p) as z:
         assert json.loads(str(z["key"])) == key
+
+
+def test_a_registered_metric_is_dispatched_by_name(monkeypatch):
+    from vitgan.metrics import registry as ev
+
+    monkeypatch.setattr(ev, "METRICS", dict(ev.METRICS))  # leave the real registry as it was
+
+    @ev.register_metric("mean_gap", keys=("mean_gap",), help="|mu_fake - mu_real|_1")
+    def mean_gap(fake, real, *, seed=0):
+        return {"mean_gap": float(np.abs(fake.mu - real.mu).sum())}
+
+    assert parse_metrics("fid,mean_gap") == ("fid", "mean_gap")
+    G = TinyGenerator()
+    real = TensorDataset(random_images(12, seed=1))
+    out = evaluate_generator(G, real, metrics=("mean_gap", "kid"), n=12, batch=6, inception=StandInExtractor())
+    assert set(out) == {"mean_gap", "kid_mean", "kid_std"} and out["mean_gap"] > 0
+    with pytest.raises(ValueError, match="twice"):
+        ev.register_metric("fid", keys=("fid",))(mean_gap)

@@ -97,7 +97,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path):
 
 @pytest.mark.parametrize("policy", ["stop", "rollback"])
 def test_nan_stops_with_a_clear_message_or_rolls_back(tmp_path, capsys, monkeypatch, policy):
-    from vitgan.train.loop import Trainer
+    from vitgan.train.trainer import Trainer
 
     original = Trainer.train_step
     injected = []

@@ -8,6 +8,7 @@ import pytest
 from test_train_helpers import cli, main, make_images, small_args, stats
 
 from vitgan.config import field_names, ModelConfig
+from vitgan.errors import OptionError
 from vitgan.train.options import TrainConfig, resolve_options
 
 
@@ -52,7 +53,9 @@ BAD_OPTIONS = [
     (["--set", "d_attention=cosine"], "d_attention='cosine' is not valid; choose one of"),
     (["--set", "precision=fp8"], "precision='fp8' is not valid; choose one of fp32, bf16, fp16"),
     (["--set", "batch_gpu=5"], "batch_gpu=5 must divide the per-process batch 32"),
-    (["--set", "augment=rotate"], "augment op 'rotate' is not valid"),
+    (["--set", "augment=rotate"], "unknown DiffAugment op 'rotate'"),
+    (["--set", "bcr_real=-1"], "bcr_real must be >= 0"),
+    (["--set", "r1_interval=0"], "r1_interval must be a positive integer"),
     (["--kimg", "0"], "--kimg must be > 0"),
     (["--set", "device=tpu"], "device='tpu' is not valid"),
     (["--set", "metrics=fid,bogus"], "unknown metric 'bogus'"),
@@ -134,3 +137,17 @@ def test_train_end_to_end_then_resume_and_sample(tmp_path, capsys):
     from PIL import Image
 
     assert Image.open(tmp_path / "g.png").size == (32, 32)  # 2 x 2 grid of 16 x 16
+
+
+def test_one_resolver_for_new_and_resumed_runs():
+    new = resolve_options("tiny", overrides={"lr": "0.001", "g_dim": "32"}, world_size=2)
+    assert new["world_size"] == 2 and new["batch_gpu_resolved"] == 16 and new["accumulation_rounds"] == 1
+    resumed = resolve_options(saved=new, kimg=3, overrides={"bcr_real": "0.5"})
+    assert resumed["preset"] == "tiny" and resumed["model"] == new["model"]
+    assert resumed["train"] == {**new["train"], "kimg": 3.0, "bcr_real": 0.5}
+    with pytest.raises(OptionError, match="cannot change model option"):
+        resolve_options(saved=new, overrides={"g_dim": "64"})
+    with pytest.raises(OptionError, match="does not match the run's preset"):
+        resolve_options("cifar10", saved=new)
+    with pytest.raises(OptionError, match="bcr_fake must be >= 0"):
+        TrainConfig(bcr_fake=-1)  # a config validates itself when made

@@ -28,13 +28,16 @@ def torchrun(*args, timeout=240):
 
 SCRIPT = textwrap.dedent("""
     import sys, torch, torch.distributed as dist
-    from vitgan.train import loop
-    from vitgan.train.options import resolve_options
-    opts = resolve_options("tiny", data=sys.argv[1], overrides=dict(a.split("=", 1) for a in sys.argv[3:]))
-    opts["run_dir"] = sys.argv[2]
-    cfg, mcfg = loop.TrainConfig.from_dict(opts["train"]), loop.ModelConfig.from_dict(opts["model"])
-    d = loop.init_distributed("cpu")
-    t = loop.Trainer(opts, d, loop.RunFiles(sys.argv[2], rank=d.rank), loop.open_training_data(cfg, mcfg, log=lambda *_: None))
+    from vitgan.config import ModelConfig
+    from vitgan.distributed import init_distributed
+    from vitgan.train.loop import open_training_data
+    from vitgan.train.options import TrainConfig, resolve_options
+    from vitgan.train.run_dir import RunFiles
+    from vitgan.train.trainer import Trainer
+    opts = resolve_options("tiny", data=sys.argv[1], overrides=dict(a.split("=", 1) for a in sys.argv[3:]), world_size=2)
+    cfg, mcfg = TrainConfig.from_dict(opts["train"]), ModelConfig.from_dict(opts["model"])
+    d = init_distributed("cpu")
+    t = Trainer(cfg, mcfg, d, open_training_data(cfg, mcfg, log=lambda *_: None), RunFiles(sys.argv[2], rank=d.rank))
     for _ in range(5):
         t.train_step()
     flat = lambda ts: torch.cat([x.detach().float().flatten() for x in ts])
@@ -88,7 +91,7 @@ from vitgan.config import model_config
 from vitgan.models.vit_discriminator import Discriminator
 from vitgan.models.vit_generator import Generator
 from vitgan.train.augment import DiffAugment, translate
-from vitgan.train.distributed import Dist, init_distributed, maybe_no_sync, shutdown, wrap_ddp
+from vitgan.distributed import Dist, init_distributed, maybe_no_sync, shutdown, wrap_ddp
 from vitgan.train.loss import ViTGANLoss
 
 cfg = model_config("tiny").replace(**json.loads(sys.argv[1]))
@@ -230,3 +233,20 @@ def test_gradient_accumulation_matches_no_accumulation(grad_report):
     for m in ("D", "G"):
         assert r[f"ddp_accum/{m}"] < GRAD_TOL, r
         assert r[f"single_accum/{m}"] < GRAD_TOL, r
+
+
+def test_vitgan_eval_under_torchrun_matches_one_process(tmp_path):
+    """`vitgan eval` joins torchrun's group through vitgan.distributed and reports what one
+    process reports (rank 0 prints the one JSON object)."""
+    data = make_images(tmp_path / "imgs")
+    args = ["-m", "vitgan", "eval", data, "--real", data, "--metrics", "fid,kid", "-n", "6",
+            "--device", "cpu", "--json"]
+    proc = torchrun(*args, "--cache-dir", tmp_path / "c2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads(proc.stdout.strip().splitlines()[-1])
+    one = subprocess.run([sys.executable, *map(str, args), "--cache-dir", str(tmp_path / "c1")],
+                         capture_output=True, text=True, timeout=240, env=env(), cwd=REPO)
+    assert one.returncode == 0, one.stderr[-3000:]
+    one = json.loads(one.stdout)
+    assert two["n"] == one["n"] == 6 and abs(two["fid"] - one["fid"]) < 1e-6
+    assert abs(two["kid_mean"] - one["kid_mean"]) < 1e-9

@@ -1,13 +1,21 @@
-"""Training-step benchmark: how fast is one step of the paper's recipe, and how close to the machine?
+"""Training-step benchmark: how fast is the Trainer's own step, and how close to the machine?
+
+The step timed is ``Trainer.train_step`` of ``vitgan.train.trainer``, built from the same
+resolved options as ``vitgan train`` (``resolve_options``: the preset, ``--batch``, ``--set``;
+``--dtype`` is ``precision``, ``--compile`` is ``compile``, ``--reference`` switches the fused
+paths off), on random images held in memory (so data loading costs what an in-memory dataset
+costs). The JSON says so (``"step": "Trainer.train_step"`` and the resolved ``options``).
 
 Measures, after warm-up, the median over repeats of
   * G forward (sampling, no grad),
   * D forward + backward,
-  * one full D step (G forward, DiffAugment, logistic loss + bCR, backward, Adam),
-  * one full G step (G forward, DiffAugment, logistic loss, backward, Adam, EMA update),
-and reports images/s (batch / (D step + G step)), peak memory, the FLOPs of the full step counted
-with torch.utils.flop_counter, the machine's dense matmul rate measured in the same run and
-dtype, and their ratio (MFU).
+  * the Trainer's D step (G forward, DiffAugment, logistic loss + bCR [+ R1, LeCam as
+    configured], backward, Adam),
+  * the Trainer's G step (G forward, DiffAugment, logistic loss, backward, Adam),
+  * the full ``train_step`` (D step + G step + EMA update + the step's bookkeeping),
+and reports images/s (batch / full step), peak memory, the FLOPs of the D + G step counted with
+torch.utils.flop_counter, the machine's dense matmul rate measured in the same run and dtype,
+and their ratio (MFU).
 
 FLOPs are counted on the reference computation (plain attention, per-patch INR) with the same
 weights: the counter does not see every fused kernel (e.g. the CPU flash-attention kernel), and
@@ -17,8 +25,8 @@ The matmul rate is the median of a 2048^2 (CPU) / 8192^2 (GPU) product, measured
 the step timings; the higher of the two is used (so a load spike during one of them cannot
 inflate MFU). CPU peak memory is the process's peak resident set (Python and torch included);
 CUDA peak memory is torch's max_memory_allocated over the timed section.
-With --compile, the first calls (compilation) are timed separately as compile_s and excluded
-from the medians; G and D are compiled with dynamic=False (D sees two batch sizes per step).
+With --compile, the first steps (compilation) are timed separately as compile_s and excluded
+from the medians.
 
     vitgan bench --preset cifar10 --batch 32 --dtype bf16 [--compile] [--json]
     python benchmarks/bench_train.py --preset cifar10 --batch 32 --reference   # the same, plain paths
@@ -38,12 +46,11 @@ from contextlib import nullcontext
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vitgan.config import get_preset, parse_set, apply_overrides
-from vitgan.models import build_discriminator, build_generator
+from vitgan.config import ModelConfig, parse_set
 from vitgan.layers.paths import reference_paths
 from vitgan.train.augment import DiffAugment
-from vitgan.train.ema import EMA
 from vitgan.train.loss import ViTGANLoss
+from vitgan.train.options import TrainConfig
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -52,7 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="cifar10")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--dtype", choices=list(DTYPES), default="fp32",
-                   help="autocast dtype of the forward passes (weights and optimiser stay fp32)")
+                   help="the training option precision: autocast dtype of the forward passes "
+                        "(weights and optimiser stay fp32)")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--reference", action="store_true",
@@ -61,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model config value")
+                   help="override a training or model option, as `vitgan train --set` does")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also profile one D + G step (torch.profiler) and print the top N ops")
@@ -103,37 +111,46 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def build(args):
-    preset = get_preset(args.preset)
-    cfg = apply_overrides(preset["model"], parse_set(args.set), what="model config key")
-    if args.reference:
-        cfg = cfg.replace(fused_attention=False, fused_inr=False)
-    device = torch.device(args.device)
-    G = build_generator(cfg).to(device).train()
-    D = build_discriminator(cfg).to(device).train()
-    ema = EMA(G)
-    g_step, d_step = G, D
+    """(resolved options, the Trainer ``vitgan train`` would build from them) on random images."""
+    from vitgan.distributed import Dist
+    from vitgan.train.options import resolve_options
+    from vitgan.train.trainer import Trainer
+
+    pairs = {"precision": args.dtype, "device": args.device, **parse_set(args.set)}
     if args.compile:
-        g_step, d_step = torch.compile(G, dynamic=False), torch.compile(D, dynamic=False)
-    dtype = DTYPES[args.dtype]
-    loss = ViTGANLoss(g_step, d_step, augment=DiffAugment(), autocast_dtype=dtype,
+        pairs["compile"] = "true"
+    if args.reference:
+        pairs.update(fused_attention="false", fused_inr="false")
+    options = resolve_options(args.preset, batch=args.batch, overrides=pairs)
+    cfg = TrainConfig.from_dict(options["train"])
+    model_cfg = ModelConfig.from_dict(options["model"])
+    n = max(cfg.batch, 64)
+    images = torch.randint(0, 256, (n, model_cfg.channels, model_cfg.resolution, model_cfg.resolution),
+                           dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    trainer = Trainer(cfg, model_cfg, Dist(device=torch.device(args.device)), _InMemory(images))
+    return options, trainer
+
+
+class _InMemory:
+    """A uint8 (N, C, H, W) tensor as a dataset (what ``vitgan.data`` hands the Trainer)."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images, self.name, self.fingerprint = images, "random", None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def count_step_flops(G, D, real, z, dtype, device, options: TrainConfig | None = None) -> int:
+    """FLOPs of one D step + one G step (forward and backward), on the reference paths, with
+    the loss weights and augmentation of ``options`` (default: TrainConfig's)."""
+    cfg = options or TrainConfig()
+    loss = ViTGANLoss(G, D, augment=DiffAugment(cfg.augment, p=cfg.augment_p), bcr_real=cfg.bcr_real,
+                      bcr_fake=cfg.bcr_fake, lecam_weight=cfg.lecam_weight, autocast_dtype=dtype,
                       device_type=device.type)
-    opt_g, opt_d = make_adam(G, device), make_adam(D, device)
-    return cfg, device, dtype, G, D, g_step, d_step, ema, loss, opt_g, opt_d
-
-
-def make_adam(module: torch.nn.Module, device: torch.device) -> torch.optim.Adam:
-    """Adam with the fused kernel (CUDA and CPU: one kernel per tensor instead of a dozen; on
-    this CPU 2.5x faster than foreach for D), falling back to foreach where fused is missing."""
-    params = list(module.parameters())
-    try:
-        return torch.optim.Adam(params, lr=2e-3, betas=(0.0, 0.99), fused=True)
-    except (RuntimeError, ValueError):
-        return torch.optim.Adam(params, lr=2e-3, betas=(0.0, 0.99), foreach=True)
-
-
-def count_step_flops(G, D, real, z, dtype, device) -> int:
-    """FLOPs of one D step + one G step (forward and backward), on the reference paths."""
-    loss = ViTGANLoss(G, D, augment=DiffAugment(), autocast_dtype=dtype, device_type=device.type)
     with reference_paths(G, D), FlopCounterMode(display=False) as counter:
         loss.accumulate_gradients("Dmain", real, z)
         loss.accumulate_gradients("Gmain", real, z)
@@ -145,38 +162,32 @@ def count_step_flops(G, D, real, z, dtype, device) -> int:
 def measure(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg, device, dtype, G, D, g_step, d_step, ema, loss, opt_g, opt_d = build(args)
-    B = args.batch
-    real = torch.rand(B, cfg.channels, cfg.resolution, cfg.resolution, device=device) * 2 - 1
-    z = torch.randn(B, cfg.z_dim, device=device)
+    options, t = build(args)
+    cfg, mcfg, device, dtype = t.cfg, t.model_cfg, t.d.device, t.autocast_dtype
+    B = cfg.batch
+    real = torch.rand(B, mcfg.channels, mcfg.resolution, mcfg.resolution, device=device) * 2 - 1
+    z = torch.randn(B, mcfg.z_dim, device=device)
+
     def autocast():
         return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
 
     def g_forward():
         with torch.no_grad(), autocast():
-            g_step(z)
+            t.G_run(z)
 
     def d_fwd_bwd():
         with autocast():
-            out = d_step(real)
+            out = t.D_run(real)
         out.float().sum().backward()
-        D.zero_grad(set_to_none=True)
+        t.D.zero_grad(set_to_none=True)
 
     def d_full():
-        opt_d.zero_grad(set_to_none=True)
-        loss.accumulate_gradients("Dmain", real, z)
-        opt_d.step()
-
-    def g_full():
-        opt_g.zero_grad(set_to_none=True)
-        loss.accumulate_gradients("Gmain", real, z)
-        opt_g.step()
-        ema.update(G, batch_size=B)
+        t.d_step(t.loss.reg_due(t.step))
 
     compile_s = 0.0
-    if args.compile:  # compile every graph the timings use, once, outside the timings
+    if cfg.compile:  # compile every graph the timings use, once, outside the timings
         t0 = time.perf_counter()
-        for fn in (g_forward, d_fwd_bwd, d_full, g_full):
+        for fn in (g_forward, d_fwd_bwd, t.train_step):
             fn()
         _sync(device)
         compile_s = time.perf_counter() - t0
@@ -187,19 +198,20 @@ def measure(args) -> dict:
     t_g_fwd = _median_ms(g_forward, device, r, w)
     t_d_fb = _median_ms(d_fwd_bwd, device, r, w)
     t_d_step = _median_ms(d_full, device, r, w)
-    t_g_step = _median_ms(g_full, device, r, w)
-    step_ms = t_d_step + t_g_step
+    t_g_step = _median_ms(t.g_step, device, r, w)
+    step_ms = _median_ms(t.train_step, device, r, w)
     mem = peak_memory_mb(device)
 
     peak = max(peak_before, matmul_peak_flops(device, dtype))
-    profile_table = profile_step(d_full, g_full, args.profile) if args.profile else None
-    # FLOPs of one full step (D step + G step), counted on the eager modules' reference paths.
-    step_flops = count_step_flops(G, D, real, z, dtype, device)
+    profile_table = profile_step(t.train_step, args.profile) if args.profile else None
+    # FLOPs of one D step + G step, counted on the eager modules' reference paths.
+    step_flops = count_step_flops(t.G, t.D, real, z, dtype, device, options=cfg)
     achieved = step_flops / (step_ms / 1e3)
     res = {
-        "preset": args.preset, "batch": B, "dtype": args.dtype, "compile": args.compile,
-        "reference": args.reference, "device": str(device), "machine": machine_name(device),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "step": "Trainer.train_step", "options": options,
+        "preset": args.preset, "batch": B, "dtype": cfg.precision, "compile": cfg.compile,
+        "reference": not (mcfg.fused_attention or mcfg.fused_inr), "device": str(device),
+        "machine": machine_name(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "g_forward_ms": t_g_fwd, "d_fwd_bwd_ms": t_d_fb, "d_step_ms": t_d_step,
         "g_step_ms": t_g_step, "step_ms": step_ms, "images_per_s": B / (step_ms / 1e3),
         "peak_mem_mb": mem, "step_gflop": step_flops / 1e9,
@@ -216,14 +228,13 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv
               "aten::_scaled_dot_product")
 
 
-def profile_step(d_full, g_full, rows: int) -> dict:
-    """One D step + G step under torch.profiler: the top ``rows`` ops by self time and the share
+def profile_step(step, rows: int) -> dict:
+    """One training step under torch.profiler: the top ``rows`` ops by self time and the share
     of self time spent in matmul-like kernels (what MFU can at most reflect)."""
     from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=acts, record_shapes=True) as prof:
-        d_full()
-        g_full()
+        step()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) or 1
     mm = sum(e.self_cpu_time_total for e in events if e.key.startswith(MATMUL_OPS))
@@ -242,8 +253,8 @@ def format_table(res: dict) -> str:
     rows = [("G forward", f"{res['g_forward_ms']:.1f} ms"),
             ("D forward+backward", f"{res['d_fwd_bwd_ms']:.1f} ms"),
             ("D step (aug + bCR + Adam)", f"{res['d_step_ms']:.1f} ms"),
-            ("G step (aug + Adam + EMA)", f"{res['g_step_ms']:.1f} ms"),
-            ("full step (D + G)", f"{res['step_ms']:.1f} ms"),
+            ("G step (aug + Adam)", f"{res['g_step_ms']:.1f} ms"),
+            ("Trainer.train_step (D + G + EMA)", f"{res['step_ms']:.1f} ms"),
             ("images/s", f"{res['images_per_s']:.1f}"),
             ("peak memory", f"{res['peak_mem_mb']:.0f} MB"),
             ("FLOPs per step", f"{res['step_gflop']:.1f} GFLOP"),

@@ -107,16 +107,6 @@ class ModelConfig:
         return (self.resolution // self.patch_size) ** 2
 
     @property
-    def qk_gain(self) -> float:
-        """The tied W_qk gain D's L2 attention uses (1 for dot attention or plain layers)."""
-        if self.d_attention != "l2" or not self.equalized_lr:
-            return 1.0
-        if self.d_qk_gain is not None:
-            return self.d_qk_gain
-        from vitgan.layers.attention import l2_qk_gain
-        return l2_qk_gain(self.d_dim // self.d_heads)
-
-    @property
     def d_tokens(self) -> int:
         return (self.resolution // self.d_patch) ** 2
 

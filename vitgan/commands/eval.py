@@ -14,7 +14,6 @@ on stdout; progress and warnings go to stderr.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -120,89 +119,59 @@ def _device(name: str | None):
     return dev
 
 
-def _init_distributed(dev):
-    """Join torchrun's process group (if launched by it); returns (device, started_here)."""
-    import torch
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return dev, False
-    if dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
-    dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return dev, True
-
-
 def run(args) -> int:
-    from vitgan.metrics.evaluate import METRICS, compute_metrics, parse_metrics
-    from vitgan.metrics.features import dataset_feature_set, dist_info, generator_features
-    from vitgan.metrics.inception import load_inception
-    from vitgan.metrics.stats_cache import FeatureSet, StatsCache
+    from vitgan.distributed import init_distributed, shutdown
+    from vitgan.metrics.registry import evaluate, needs_real, parse_metrics
 
     names = parse_metrics(args.metrics)
     if args.n < 2:
         raise OptionError(f"--n {args.n}: need at least 2 images")
     if args.batch < 1:
         raise OptionError(f"--batch {args.batch}: must be at least 1")
-    needs_real = any(METRICS[m].needs_real for m in names)
-    if needs_real and not args.real:
-        raise OptionError(f"--real PATH|cifar10 is required for {', '.join(m for m in names if METRICS[m].needs_real)}")
+    if needs_real(names) and not args.real:
+        raise OptionError(f"--real PATH|cifar10 is required for {', '.join(needs_real(names))}")
     dev = _device(args.device)
-    dev, started = _init_distributed(dev)
+    d = init_distributed(dev.type if dev.index is None else str(dev))  # torchrun: cuda:LOCAL_RANK
     try:
         t0 = time.perf_counter()
         # Open both sides first: a bad path or checkpoint fails before any network work.
         report: dict = {}
-        G = ds = real_ds = None
+        real_ds = None
         if is_checkpoint(args.fake):
-            G, cfg = _load_generator(args.fake, dev)
+            fake, cfg = _load_generator(args.fake, d.device)
             resolution, channels = cfg.resolution, cfg.channels
             report.update(fake=str(args.fake), fake_kind="checkpoint", seed=args.seed, truncation=args.truncation)
         else:
             resolution = args.resolution or native_resolution(args.fake, args.fake_split)
             channels = 3
-            ds = _open(args.fake, resolution=resolution, channels=3, split=args.fake_split, max_images=args.n)
-            if len(ds) < args.n:
-                raise UserError(f"{args.fake} ({args.fake_split}) has {len(ds)} images, fewer than --n {args.n}")
+            fake = _open(args.fake, resolution=resolution, channels=3, split=args.fake_split, max_images=args.n)
+            if len(fake) < args.n:
+                raise UserError(f"{args.fake} ({args.fake_split}) has {len(fake)} images, fewer than --n {args.n}")
             report.update(fake=str(args.fake), fake_kind="images", fake_split=args.fake_split)
-        if needs_real:
+        if needs_real(names):
             real_ds = _open(args.real, resolution=resolution, channels=channels, split=args.split,
                             max_images=args.n)
             if len(real_ds) < 2:
                 raise UserError(f"{args.real} ({args.split}) has {len(real_ds)} images; need at least 2")
 
-        extractor = load_inception(args.inception, dev)
-        want_logits = "is" in names and extractor.has_logits
-        cache = StatsCache(args.cache_dir)
-        if G is not None:
-            feats, logits = generator_features(extractor, G, args.n, batch=args.batch, device=dev,
-                                               seed=args.seed, truncation_psi=args.truncation,
-                                               want_logits=want_logits, desc="fake (generator)")
-            fake = FeatureSet.from_features(feats.numpy(), None if logits is None else logits.numpy())
-        else:
-            fake = dataset_feature_set(extractor, ds, args.n, batch=args.batch, split=args.fake_split,
-                                       cache=cache, want_logits=want_logits, desc="fake (images)")
-        real = None
-        if real_ds is not None:
-            real = dataset_feature_set(extractor, real_ds, args.n, batch=args.batch, split=args.split,
-                                       cache=cache, desc="real")
-            report.update(real=str(args.real), split=args.split, n_real=real.n)
-        if dist_info()[0] != 0:
+        result = evaluate(names, fake=fake, real=real_ds, n=args.n, batch=args.batch, device=d.device,
+                          seed=args.seed, truncation_psi=args.truncation, inception=args.inception,
+                          cache_dir=args.cache_dir, fake_split=args.fake_split, real_split=args.split,
+                          progress=True)
+        if result.n_real is not None:
+            report.update(real=str(args.real), split=args.split, n_real=result.n_real)
+        if not d.is_main:
             return 0
-        values = compute_metrics(fake, real, names, seed=args.seed)
-        report = {**values, "n": fake.n, **report, "resolution": resolution, "network": extractor.name,
-                  "network_sha256": extractor.sha, "seconds": round(time.perf_counter() - t0, 1)}
+        report = {**result.values, "n": result.n_fake, **report, "resolution": resolution,
+                  "network": result.network, "network_sha256": result.network_sha256,
+                  "seconds": round(time.perf_counter() - t0, 1)}
         if args.json:
             print(json.dumps(report))
         else:
             _print_human(report)
         return 0
     finally:
-        if started:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        shutdown(d)
 
 
 def _print_human(r: dict) -> None:

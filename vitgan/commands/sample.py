@@ -72,7 +72,7 @@ def run(args) -> int:
                           f"sample, or FILE.gif with --interp STEPS")
 
     from vitgan.train.checkpoint import load_generator
-    from vitgan.train.distributed import resolve_device
+    from vitgan.distributed import resolve_device
     from vitgan.train.run_dir import grid_image, near_square, writing
 
     device = resolve_device(args.device)

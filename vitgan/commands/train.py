@@ -41,7 +41,7 @@ def add_arguments(p) -> None:
 
 def resolve(args) -> tuple[dict, bool]:
     """Return (options with run_dir, resume?) or raise OptionError / UserError; writes nothing."""
-    from vitgan.train.options import TrainConfig, resolve_options, split_overrides
+    from vitgan.train.options import resolve_options
     from vitgan.train.run_dir import check_new_run_dir, default_run_dir, read_options
 
     pairs = parse_set(args.set)
@@ -50,38 +50,21 @@ def resolve(args) -> tuple[dict, bool]:
     if args.batch is not None and args.batch <= 0:
         raise OptionError(f"--batch must be a positive integer, got {args.batch}")
     data = _abs_if_path(args.data)
+    saved = run_dir = None
     if args.resume:
         run_dir = Path(args.resume)
         saved = read_options(run_dir)
-        if args.preset is not None and args.preset != saved["preset"]:
-            raise OptionError(f"--preset {args.preset} does not match the run's preset "
-                              f"{saved['preset']}; leave --preset out when resuming")
         if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
             raise OptionError("--out and --resume name different folders; a resumed run stays in its folder")
-        train_pairs, model_pairs = split_overrides(pairs)
-        if model_pairs:
-            raise OptionError(f"cannot change model option(s) {', '.join(model_pairs)} of an "
-                              f"existing run; start a new run instead")
-        from dataclasses import replace
-
-        from vitgan.config import apply_overrides
-
-        cfg = TrainConfig.from_dict(saved["train"])
-        flags = {k: v for k, v in (("data", data), ("kimg", args.kimg), ("batch", args.batch)) if v is not None}
-        cfg = apply_overrides(replace(cfg, **flags), train_pairs, what="training option")
-        cfg.validate()
-        cfg.check_batch(_world_size())
-        options = {"preset": saved["preset"], "train": cfg.to_dict(), "model": saved["model"]}
-        options["run_dir"] = str(run_dir.resolve())
-        return _stamp(options), True
-    preset = args.preset or "cifar10"
-    options = resolve_options(preset, data=data, kimg=args.kimg, batch=args.batch, overrides=pairs)
-    TrainConfig.from_dict(options["train"]).check_batch(_world_size())
-    options["train"]["data"] = _abs_if_path(options["train"]["data"])
-    out = Path(args.out) if args.out else default_run_dir("runs", preset, options["train"]["data"])
-    check_new_run_dir(out)
-    options["run_dir"] = str(out.resolve())
-    return _stamp(options), False
+    options = resolve_options(args.preset, saved=saved, data=data, kimg=args.kimg, batch=args.batch,
+                              overrides=pairs, world_size=_world_size())
+    if run_dir is None:
+        options["train"]["data"] = _abs_if_path(options["train"]["data"])
+        run_dir = Path(args.out) if args.out else default_run_dir("runs", options["preset"],
+                                                                    options["train"]["data"])
+        check_new_run_dir(run_dir)
+    options["run_dir"] = str(run_dir.resolve())
+    return _stamp(options), saved is not None
 
 
 def _abs_if_path(data: str | None) -> str | None:
@@ -100,7 +83,6 @@ def _world_size() -> int:
 def _stamp(options: dict) -> dict:
     import vitgan
 
-    options["world_size"] = _world_size()
     options["vitgan_version"] = vitgan.__version__
     options["command"] = " ".join(["vitgan"] + sys.argv[1:]) if sys.argv else "vitgan train"
     return options

@@ -24,15 +24,12 @@ import zipfile
 
 from vitgan.data import cifar
 from vitgan.data.image import is_image_name
+from vitgan.data.archives import TarSource, ZipSource, _archive_error, list_tar
 from vitgan.data.sources import (
     TAR_SUFFIXES,
     FolderSource,
     LmdbSource,
     Source,
-    TarSource,
-    ZipSource,
-    _archive_error,
-    list_tar,
     one_line,
     open_npz,
 )

@@ -19,7 +19,8 @@ import zipfile
 
 import numpy as np
 
-from vitgan.data.sources import ARCHIVE_ERRORS, ArraySource, _archive_error, file_identity, one_line
+from vitgan.data.archives import _archive_error
+from vitgan.data.sources import ARCHIVE_ERRORS, ArraySource, file_identity, one_line
 from vitgan.errors import UserError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

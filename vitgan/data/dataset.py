@@ -28,7 +28,8 @@ import torch
 
 from vitgan.data.catalog import open_source
 from vitgan.data.image import decode
-from vitgan.data.sources import SPLITS, Source, TarSource, one_line
+from vitgan.data.archives import TarSource
+from vitgan.data.sources import SPLITS, Source, one_line
 from vitgan.errors import OptionError, UserError
 
 IN_MEMORY_LIMIT = 4 << 30  # bytes of decoded uint8 images held in memory when in_memory=None

@@ -18,8 +18,8 @@ normalised weight equals the raw weight from the first step, and sigma(W_init) i
 
 Why not ``torch.nn.utils.parametrizations.spectral_norm``: under CUDA autocast its ``torch.mv``
 runs in bf16/fp16 while ``u`` stays fp32, so sigma is imprecise (or ``vdot`` fails on mixed
-dtypes). Here the estimate always runs in fp32 with autocast off; the layer itself still runs in
-the autocast dtype.
+dtypes). Here the estimate always runs in fp32 (fp64 for a ``.double()`` model) with autocast
+off; the layer itself still runs in the autocast dtype.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ class SpectralNorm(nn.Module):
     def power_iteration(self, mat: torch.Tensor, steps: int) -> None:
         """v <- W^T u / |W^T u|, u <- W v / |W v|, in place on the buffers."""
         for _ in range(steps):
-            self.v.copy_(F.normalize(mat.t() @ self.u, dim=0, eps=self.eps))
-            self.u.copy_(F.normalize(mat @ self.v, dim=0, eps=self.eps))
+            self.v.copy_(F.normalize(mat.t() @ self.u.to(mat.dtype), dim=0, eps=self.eps))
+            self.u.copy_(F.normalize(mat @ self.v.to(mat.dtype), dim=0, eps=self.eps))
 
     def sigma(self, weight: torch.Tensor) -> torch.Tensor:
         """sigma(W) ~= u^T W v (differentiable in W; u, v treated as constants).
@@ -79,18 +79,19 @@ class SpectralNorm(nn.Module):
         v <- normalise(W^T u), then Wv = W v (with autograd), u <- normalise(Wv), sigma = u.Wv.
         That is the same value as a full step followed by u^T W v, with one matrix-vector
         product fewer per forward (ISN runs on every D forward)."""
+        dt = torch.promote_types(weight.dtype, torch.float32)  # fp32, or fp64 after .double()
         with torch.autocast(weight.device.type, enabled=False):
-            mat = _as_matrix(weight).float()
+            mat = _as_matrix(weight).to(dt)
             if self.training and self.n_power_iterations > 0:
                 with torch.no_grad():
                     self.power_iteration(mat, self.n_power_iterations - 1)
-                    self.v.copy_(F.normalize(mat.t() @ self.u, dim=0, eps=self.eps))
-                v = self.v.clone()  # autograd must not see later in-place updates
+                    self.v.copy_(F.normalize(mat.t() @ self.u.to(dt), dim=0, eps=self.eps))
+                v = self.v.to(dt, copy=True)  # autograd must not see later in-place updates
                 wv = mat @ v
                 with torch.no_grad():
                     self.u.copy_(F.normalize(wv, dim=0, eps=self.eps))
-                return torch.dot(self.u.clone(), wv)
-            u, v = self.u.clone(), self.v.clone()
+                return torch.dot(self.u.to(dt, copy=True), wv)
+            u, v = self.u.to(dt, copy=True), self.v.to(dt, copy=True)
             return torch.dot(u, mat @ v)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Inception features of a generator's samples or of a dataset, split across processes.
 
-Under ``torch.distributed`` (torchrun), sample ``i`` of ``n`` is handled by rank
+Under torchrun (a process group joined by training or ``vitgan eval``; ``vitgan.distributed``), sample ``i`` of ``n`` is handled by rank
 ``i // ceil(n / world)``: each rank extracts a contiguous slice, and ``all_gather`` puts the
 features back in order on every rank, so results do not depend on the number of processes.
 Latents come from one CPU generator seeded with ``seed`` (``torch.randn(n, z_dim)``), sliced per
@@ -12,13 +12,12 @@ Generator images ([-1, 1] floats) become uint8 as StyleGAN2-ADA does it:
 
 from __future__ import annotations
 
-import math
 import sys
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
+from vitgan import distributed
 from vitgan.metrics.stats_cache import FeatureSet, StatsCache, stats_key
 
 
@@ -27,49 +26,13 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
-def dist_info() -> tuple[int, int]:
-    """(rank, world size); (0, 1) when torch.distributed is not initialised."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def shard(n: int, rank: int, world: int) -> range:
     """The contiguous slice of ``range(n)`` that ``rank`` handles."""
-    per = math.ceil(n / world) if n else 0
-    return range(min(rank * per, n), min((rank + 1) * per, n))
-
-
-def _comm_device() -> torch.device:
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def all_gather_rows(local: torch.Tensor, n: int) -> torch.Tensor:
-    """Concatenate every rank's rows (rank order) into (n, ...) on the CPU, on every rank."""
-    rank, world = dist_info()
-    if world == 1:
-        return local
-    per = math.ceil(n / world)
-    padded = torch.zeros((per, *local.shape[1:]), dtype=local.dtype, device=_comm_device())
-    padded[: local.shape[0]] = local.to(padded.device)
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded)
-    return torch.cat(parts).cpu()[:n]
-
-
-def _all_ranks_agree(flag: bool) -> bool:
-    rank, world = dist_info()
-    if world == 1:
-        return flag
-    t = torch.tensor([1 if flag else 0], device=_comm_device())
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item())
+    return distributed.shard(n, distributed.Dist(rank=rank, world_size=world))
 
 
 def _progress(total: int, desc: str | None):
-    if desc is None or dist_info()[0] != 0:
+    if desc is None or not distributed.current().is_main:
         return None
     try:
         from tqdm import tqdm
@@ -94,11 +57,12 @@ def _run(extractor, batches, count: int, n: int, want_logits: bool, desc: str | 
     if bar is not None:
         bar.close()
     f = torch.cat(feats) if feats else torch.zeros((0, 2048), dtype=torch.float64)
-    f = all_gather_rows(f, n)
+    d = distributed.current()
+    f = distributed.all_gather_rows(d, f, n)
     z = None
     if want_logits:
         z = torch.cat(logits) if logits else torch.zeros((0, 1008), dtype=torch.float64)
-        z = all_gather_rows(z, n)
+        z = distributed.all_gather_rows(d, z, n)
     return f, z
 
 
@@ -107,8 +71,7 @@ def generator_features(extractor, G, n: int, *, batch: int = 64, device="cpu", s
                        truncation_psi: float = 1.0, want_logits: bool = False,
                        desc: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Features (n, 2048) float64 (and logits) of ``n`` samples of ``G(z, truncation_psi)``."""
-    rank, world = dist_info()
-    mine = shard(n, rank, world)
+    mine = distributed.shard(n, distributed.current())
     z_dim = G.cfg.z_dim
     z_all = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
     was_training = G.training
@@ -149,8 +112,7 @@ def dataset_features(extractor, dataset, indices, *, batch: int = 64, want_logit
                      desc: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Features (len(indices), 2048) float64 (and logits) of ``dataset[indices]``."""
     indices = np.asarray(indices)
-    rank, world = dist_info()
-    mine = shard(len(indices), rank, world)
+    mine = distributed.shard(len(indices), distributed.current())
     local = indices[mine.start:mine.stop]
     return _run(extractor, _dataset_batches(dataset, local, batch), len(local), len(indices),
                 want_logits, desc)
@@ -180,12 +142,13 @@ def dataset_feature_set(extractor, dataset, n: int, *, batch: int = 64, split: s
                         count=len(indices), network_sha=extractor.sha,
                         selection="all" if len(indices) == len(dataset) else f"random{selection_seed}")
     hit = cache.load(key, need_logits=want_logits) if key is not None else None
-    if key is not None and _all_ranks_agree(hit is not None):
+    d = distributed.current()
+    if key is not None and not distributed.all_reduce_max(d, int(hit is None)):  # a hit on every rank
         return hit
     feats, logits = dataset_features(extractor, dataset, indices, batch=batch,
                                      want_logits=want_logits, desc=desc)
     fs = FeatureSet.from_features(feats.numpy(), None if logits is None else logits.numpy())
-    if key is not None and dist_info()[0] == 0:
+    if key is not None and d.is_main:
         try:
             cache.save(key, fs)
         except OSError as err:  # read-only cache folder: the numbers are still right

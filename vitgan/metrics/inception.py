@@ -33,7 +33,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import tempfile
 import urllib.request
 import warnings
 from pathlib import Path
@@ -42,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from vitgan.errors import UserError
-from vitgan.train.checkpoint import sha256_file
+from vitgan.files import atomic_write, sha256_file
 
 ENV_VAR = "VITGAN_INCEPTION"
 INPUT_SIZE = 299
@@ -90,17 +89,17 @@ def wheel_file() -> Path | None:
 def _download(url: str, dest: Path, timeout: float = 15.0) -> None:
     """Fetch ``url`` into ``dest`` atomically (a temporary file renamed into place)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+
+    def fetch(out):
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             shutil.copyfileobj(response, out, length=1 << 20)
+
+    def check(tmp: Path):
         if NVIDIA_SHA256 is not None and file_sha256(tmp) != NVIDIA_SHA256:
             raise OSError(f"sha256 mismatch for {url}")
-        _load_torchscript(Path(tmp), "cpu")  # structural check: raises if it is not the network
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _load_torchscript(tmp, "cpu")  # structural check: raises if it is not the network
+
+    atomic_write(dest, fetch, check=check)
 
 
 def resolve_inception_path(path: str | os.PathLike | None = None, *, allow_download: bool = True) -> Path:
@@ -134,7 +133,7 @@ def resolve_inception_path(path: str | os.PathLike | None = None, *, allow_downl
     raise UserError(f"no Inception network found{tried}; {_how_to_get_it()}")
 
 
-file_sha256 = sha256_file  # one implementation: vitgan.train.checkpoint.sha256_file
+file_sha256 = sha256_file  # one implementation: vitgan.files.sha256_file
 
 
 _SHA_MEMO: dict[tuple, str] = {}

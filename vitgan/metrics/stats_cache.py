@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from vitgan.metrics.formulas import feature_stats
 from vitgan.metrics.inception import cache_root
+from vitgan.files import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -95,12 +95,4 @@ class StatsCache:
                       mu=fs.mu, sigma=fs.sigma)
         if fs.logits is not None:
             arrays["logits"] = fs.logits
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.stem + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, p)  # atomic: readers never see half a file
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return p
+        return atomic_write(p, lambda f: np.savez(f, **arrays))  # readers never see half a file

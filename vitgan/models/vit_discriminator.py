@@ -16,12 +16,20 @@ import torch
 from torch import nn
 
 from vitgan.config import ModelConfig
-from vitgan.layers.attention import Attention
+from vitgan.layers.attention import Attention, l2_qk_gain
 from vitgan.layers.block import Block
 from vitgan.layers.equalized import make_linear
 from vitgan.layers.isn import apply_weight_norm
 from vitgan.layers.patch import PatchEmbedding
 from vitgan.layers.sln import LayerNorm
+
+
+def qk_gain(cfg) -> float:
+    """The tied W_qk gain of D's L2 attention: ``cfg.d_qk_gain``, or (2 sqrt(d_h))^(-1/2) when it
+    is None (layers/attention.py says why); 1 for dot attention or the plain parametrisation."""
+    if cfg.d_attention != "l2" or not cfg.equalized_lr:
+        return 1.0
+    return cfg.d_qk_gain if cfg.d_qk_gain is not None else l2_qk_gain(cfg.d_dim // cfg.d_heads)
 
 
 class Discriminator(nn.Module):
@@ -43,7 +51,7 @@ class Discriminator(nn.Module):
             Block(dim=dim, mlp_dim=cfg.d_mlp_dim, norm=lambda: LayerNorm(dim), equalized=eq,
                   attention=Attention(dim=dim, heads=cfg.d_heads, kind=cfg.d_attention,
                                       fused=cfg.fused_attention, conv_kernel=conv_kernel,
-                                      prefix_tokens=1, equalized=eq, qk_gain=cfg.qk_gain))
+                                      prefix_tokens=1, equalized=eq, qk_gain=qk_gain(cfg)))
             for _ in range(cfg.d_depth))
         self.norm = LayerNorm(dim)
         self.head = make_linear(dim, 1, equalized=eq)

@@ -1,4 +1,5 @@
-"""Training: options, DiffAugment, the loss with phases (bCR, R1, LeCam), EMA, checkpoints, loop.
+"""Training: options, DiffAugment, the loss with phases (bCR, R1, LeCam), EMA, the Trainer, its
+run state, reporting and loop, checkpoints.
 
 Submodules are imported where they are used (``from vitgan.train.loss import ViTGANLoss``);
 this package imports nothing heavy on its own.

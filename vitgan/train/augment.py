@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from vitgan.errors import OptionError
+from vitgan.train.options import TrainConfig
 
 __all__ = [
     "OPS",
@@ -203,16 +204,14 @@ class DiffAugment:
 
     def __init__(
         self,
-        policy: str = "translation,color,cutout,scale",
-        p: float = 0.8,
+        policy: str = TrainConfig.augment,   # the defaults are TrainConfig's (one place)
+        p: float = TrainConfig.augment_p,
         *,
         translation_ratio: float = 0.125,
         cutout_ratio: float = 0.5,
         scale_range: tuple[float, float] = (0.8, 1.25),
     ):
-        p = float(p)
-        if not 0.0 <= p <= 1.0:
-            raise OptionError(f"DiffAugment probability p={p} is out of range; use 0 <= p <= 1")
+        p = float(p)  # in [0, 1]: TrainConfig.augment_p is validated at resolution
         lo, hi = (float(v) for v in scale_range)
         if not 0.0 < lo <= hi:
             raise OptionError(f"DiffAugment scale_range={scale_range} is invalid; use 0 < lo <= hi")

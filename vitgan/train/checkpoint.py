@@ -11,8 +11,8 @@ A checkpoint of a run at ``nimg`` images is three files in ``<run>/checkpoints/`
 
 ``<nimg>`` is the number of real images shown so far, 12 digits (exact, sorts by time). Each file is written to a temporary
 name in the same folder, flushed, fsynced and renamed over its final name, and the folder is
-fsynced; the manifest is the "complete" marker, so a checkpoint whose manifest is missing, or
-whose files do not match it, is never read: loading falls back to the previous one. The last
+fsynced (``vitgan.files.atomic_write``); the manifest is the "complete" marker, so a checkpoint
+whose manifest is missing, or whose files do not match it, is never read: loading falls back to the previous one. The last
 ``keep`` checkpoints are kept; permanent ``network-snapshot-<kimg:06d>.safetensors`` files in the
 run folder (hard links to the weights, or copies) are what users share and sample from.
 
@@ -22,13 +22,11 @@ weights (``load_generator``).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import pickle
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -36,57 +34,14 @@ import torch
 
 from vitgan.config import ModelConfig
 from vitgan.errors import UserError
+from vitgan.files import (atomic_link_or_copy, atomic_write_bytes, atomic_write_text, is_temporary,
+                          sha256_bytes, sha256_file)
 
 FORMAT = "vitgan-checkpoint-v1"
 CKPT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^ckpt-(\d{12})\.json$")
 _SNAP_RE = re.compile(r"^network-snapshot-(\d+)\.safetensors$")
 MODULES = ("G", "D", "G_ema")
-
-
-# ------------------------------------------------------------------------------ atomic files
-def fsync_dir(path: str | os.PathLike) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------ names
@@ -135,33 +90,16 @@ def save_checkpoint(run_dir: str | os.PathLike, *, modules: dict[str, torch.nn.M
         "format": FORMAT, "kimg": nimg / 1000, "nimg": nimg, "step": step, "time": time.time(),
         "files": {
             "weights": {"name": paths["weights"].name, "bytes": len(wbytes),
-                        "sha256": hashlib.sha256(wbytes).hexdigest()},
+                        "sha256": sha256_bytes(wbytes)},
             "state": {"name": paths["state"].name, "bytes": len(sbytes),
-                      "sha256": hashlib.sha256(sbytes).hexdigest()},
+                      "sha256": sha256_bytes(sbytes)},
         },
     }
     atomic_write_text(paths["manifest"], json.dumps(manifest, indent=2))
     if snapshot:
-        _link_or_copy(paths["weights"], snapshot_path(run_dir, nimg))
+        atomic_link_or_copy(paths["weights"], snapshot_path(run_dir, nimg))
     prune(run_dir, keep)
     return paths["manifest"]
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(dst.parent)
 
 
 def prune(run_dir: str | os.PathLike, keep: int) -> None:
@@ -177,7 +115,7 @@ def prune(run_dir: str | os.PathLike, keep: int) -> None:
     names = {m.stem for m in manifests[:keep]}
     newest = manifests[0].stem if manifests else None
     for f in ckdir.iterdir() if ckdir.is_dir() else []:
-        if f.name.startswith(".") and ".tmp-" in f.name:
+        if is_temporary(f.name):
             f.unlink(missing_ok=True)
         elif f.suffix in (".safetensors", ".pt") and f.stem not in names and newest and f.stem < newest:
             f.unlink(missing_ok=True)

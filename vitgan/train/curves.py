@@ -12,6 +12,8 @@ import json
 import math
 from pathlib import Path
 
+from vitgan.files import atomic_write
+
 CURVES_FILE = "curves.png"
 PANELS = (
     ("losses", lambda k: k.startswith("loss/"), "linear"),
@@ -70,10 +72,10 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path:
     fig.suptitle(run_dir.name, fontsize=11)
     fig.tight_layout()
     out = Path(out) if out is not None else run_dir / CURVES_FILE
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(out)  # a viewer never sees half a PNG
+    try:
+        atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=80))  # never half a PNG
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -46,7 +46,8 @@ def ema_beta(
 
 
 class EMA:
-    """``EMA(G, *, halflife_kimg=10.0, rampup=None)``: a frozen copy of G tracking its weights.
+    """``EMA(G, *, halflife_kimg, rampup=None)``: a frozen copy of G tracking its weights. The
+    half-life has no default here: ``TrainConfig.ema_kimg`` is the one place it is set.
 
     ``ema.module`` is the averaged generator (eval mode, ``requires_grad=False``); use it for
     samples and metrics. ``update(G, batch_size, cur_nimg=None) -> beta`` after each G step.
@@ -54,7 +55,7 @@ class EMA:
     it like any generator and ``build_generator(cfg).load_state_dict(...)`` reads it back.
     """
 
-    def __init__(self, G: nn.Module, *, halflife_kimg: float = 10.0, rampup: float | None = None):
+    def __init__(self, G: nn.Module, *, halflife_kimg: float, rampup: float | None = None):
         if not halflife_kimg >= 0:
             raise ValueError(f"halflife_kimg={halflife_kimg} must be >= 0")
         G = unwrap(G)

@@ -73,11 +73,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitgan.errors import OptionError
 from vitgan.layers.paths import reference_paths
 from vitgan.train.augment import ConsistencyTransform
-from vitgan.train.distributed import maybe_no_sync
+from vitgan.distributed import maybe_no_sync
 from vitgan.train.ema import unwrap
+from vitgan.train.options import TrainConfig
 
 __all__ = ["ViTGANLoss", "PHASES"]
 
@@ -97,6 +97,7 @@ class ViTGANLoss:
     ``G(z) -> images`` (B, C, H, W) in ~[-1, 1]; ``D(images) -> logits`` (B,); either may be
     wrapped in DistributedDataParallel. ``augment``: a ``DiffAugment`` (or any differentiable
     callable ``images -> images`` with independent per-sample randomness), or None for none.
+    The weights are trusted: ``TrainConfig`` validated them when the options were resolved.
     """
 
     def __init__(
@@ -105,28 +106,16 @@ class ViTGANLoss:
         D: nn.Module,
         augment: Augment | None = None,
         *,
-        bcr_real: float = 1.0,
-        bcr_fake: float = 1.0,
-        r1_gamma: float = 0.0,
-        r1_interval: int = 16,
-        lecam_weight: float = 0.0,
+        bcr_real: float = TrainConfig.bcr_real,   # the defaults are TrainConfig's (one place)
+        bcr_fake: float = TrainConfig.bcr_fake,
+        r1_gamma: float = TrainConfig.r1_gamma,
+        r1_interval: int = TrainConfig.r1_interval,
+        lecam_weight: float = TrainConfig.lecam_weight,
         lecam_ema: float = 0.99,
         autocast_dtype: torch.dtype | None = None,
         device_type: str = "cpu",
         bcr_transform: Augment | None = None,
     ):
-        for name, v in (("bcr_real", bcr_real), ("bcr_fake", bcr_fake), ("r1_gamma", r1_gamma),
-                        ("lecam_weight", lecam_weight)):
-            if not float(v) >= 0.0:
-                raise OptionError(f"{name}={v} must be >= 0; use 0 to switch it off")
-        if int(r1_interval) != r1_interval or r1_interval < 1:
-            raise OptionError(f"r1_interval={r1_interval} must be a whole number >= 1")
-        if not 0.0 <= float(lecam_ema) < 1.0:
-            raise OptionError(f"lecam_ema={lecam_ema} must be in [0, 1)")
-        if autocast_dtype not in (None, torch.bfloat16, torch.float16):
-            raise OptionError(
-                f"autocast_dtype={autocast_dtype} is not supported; use None, bfloat16 or float16"
-            )
         self.G = G
         self.D = D
         self.cross_sample = bool(getattr(unwrap(D), "cross_sample", False))

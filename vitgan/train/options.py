@@ -1,8 +1,11 @@
 """Training options as data: one dataclass whose defaults are the paper's recipe.
 
-``vitgan train`` resolves a preset's model and training defaults, the command-line flags and
-every ``--set key=value`` into one plain dict (``resolve_options``), writes it to the run
-folder as ``training_options.json`` and hands it to ``training_loop``. A run can be read back
+``vitgan train`` resolves a preset's model and training defaults (or, resuming, the run's saved
+options), the command-line flags and every ``--set key=value`` into one plain dict
+(``resolve_options``, the one resolver for new and resumed runs), writes it to the run folder as
+``training_options.json`` and hands it to ``training_loop``. ``TrainConfig`` and ``ModelConfig``
+validate themselves when made (``__post_init__``), so every value is checked once, at
+resolution; the loss, the augmentation and the trainer trust them. A run can be read back
 and repeated from that file alone (stylegan2-ada style). Time is counted in kimg (thousands of
 real images shown to D) everywhere: length, EMA half-life, tick, snapshot, grid and metric
 intervals, so nothing depends on the batch size or on the number of processes.
@@ -34,7 +37,6 @@ from vitgan.errors import OptionError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 NAN_POLICIES = ("stop", "rollback")
-AUGMENT_OPS = ("translation", "color", "cutout", "scale")
 
 
 @dataclass
@@ -94,6 +96,9 @@ class TrainConfig:
     nan_lr_mult: float = 0.5
     nan_max_rollbacks: int = 3
 
+    def __post_init__(self):
+        self.validate()
+
     # ---------------------------------------------------------------- checks
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -102,10 +107,9 @@ class TrainConfig:
         if self.nan_policy not in NAN_POLICIES:
             raise OptionError(f"nan_policy={self.nan_policy!r} is not valid; choose one of "
                               + ", ".join(NAN_POLICIES))
-        for op in augment_ops(self.augment):
-            if op not in AUGMENT_OPS:
-                raise OptionError(f"augment op {op!r} is not valid; use a comma list of "
-                                  + ", ".join(AUGMENT_OPS) + " (or 'none')")
+        from vitgan.train.augment import parse_policy  # the one list of ops (augment.OPS)
+
+        parse_policy(self.augment)
         if not 0.0 <= self.augment_p <= 1.0:
             raise OptionError(f"augment_p must be in [0, 1], got {self.augment_p}")
         for name in ("batch", "r1_interval", "grid", "keep_ckpt", "metrics_n", "metrics_batch"):
@@ -114,6 +118,8 @@ class TrainConfig:
         if self.keep_ckpt < 2:
             raise OptionError(f"keep_ckpt must be >= 2 (a damaged checkpoint needs a fallback), "
                               f"got {self.keep_ckpt}")
+        if int(self.r1_interval) != self.r1_interval:
+            raise OptionError(f"r1_interval must be a whole number >= 1, got {self.r1_interval}")
         if self.batch_gpu < 0:
             raise OptionError(f"batch_gpu must be >= 0 (0: batch / world size), got {self.batch_gpu}")
         if self.kimg <= 0:
@@ -141,7 +147,7 @@ class TrainConfig:
         if self.max_images is not None and self.max_images <= 0:
             raise OptionError(f"max_images must be a positive integer or none, got {self.max_images}")
         if self.metrics:
-            from vitgan.metrics.evaluate import parse_metrics  # raises OptionError on unknown names
+            from vitgan.metrics.registry import parse_metrics  # raises OptionError on unknown names
 
             parse_metrics(self.metrics)
         dev = self.device
@@ -171,15 +177,7 @@ class TrainConfig:
         if unknown:
             raise OptionError(f"unknown training option(s) {', '.join(unknown)}; valid keys: "
                               + ", ".join(field_names(cls)))
-        cfg = cls(**data)
-        cfg.validate()
-        return cfg
-
-
-def augment_ops(policy: str) -> list[str]:
-    if policy.strip().lower() in ("", "none", "off"):
-        return []
-    return [op.strip() for op in policy.split(",") if op.strip()]
+        return cls(**data)  # validated in __post_init__
 
 
 def split_overrides(pairs: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -198,30 +196,46 @@ def split_overrides(pairs: dict[str, str]) -> tuple[dict[str, str], dict[str, st
     return train, model
 
 
-def resolve_options(preset: str, *, data: str | None = None, kimg: float | None = None,
-                    batch: int | None = None, overrides: dict[str, str] | None = None) -> dict:
-    """Preset -> flags -> ``--set``: return {"preset", "train": TrainConfig dict, "model": dict}.
+def resolve_options(preset: str | None = None, *, saved: dict | None = None, data: str | None = None,
+                    kimg: float | None = None, batch: int | None = None,
+                    overrides: dict[str, str] | None = None, world_size: int = 1) -> dict:
+    """The one resolver, for new and resumed runs. New run: the preset (default cifar10) ->
+    flags -> ``--set``. Resumed run (``saved``: its training_options.json): the saved options ->
+    flags -> ``--set`` of training keys (the model of a run cannot change). Returns
+    {"preset", "train": TrainConfig dict, "model": ModelConfig dict, "world_size",
+    "batch_gpu_resolved", "accumulation_rounds"}.
 
-    Raises OptionError (exit code 2) for any bad value; touches no file.
+    Raises OptionError (exit code 2) for any bad value or batch split; touches no file.
     """
-    p = get_preset(preset)
-    train_defaults = dict(p["train"])
-    unknown = sorted(set(train_defaults) - set(field_names(TrainConfig)))
-    if unknown:  # a preset naming a key the trainer does not know is a bug, say so clearly
-        raise OptionError(f"preset {preset!r} sets unknown training option(s) {', '.join(unknown)}")
-    cfg = TrainConfig(**train_defaults)
-    flags = {k: v for k, v in (("data", data), ("kimg", kimg), ("batch", batch)) if v is not None}
-    cfg = dataclasses.replace(cfg, **flags)
     train_pairs, model_pairs = split_overrides(overrides or {})
-    cfg = apply_overrides(cfg, train_pairs, what="training option")
-    model = apply_overrides(p["model"], model_pairs, what="model option")  # re-validates
-    cfg.validate()
-    return {"preset": preset, "train": cfg.to_dict(), "model": model.to_dict()}
+    if saved is not None:
+        if preset is not None and preset != saved["preset"]:
+            raise OptionError(f"--preset {preset} does not match the run's preset "
+                              f"{saved['preset']}; leave --preset out when resuming")
+        if model_pairs:
+            raise OptionError(f"cannot change model option(s) {', '.join(model_pairs)} of an "
+                              f"existing run; start a new run instead")
+        preset = saved["preset"]
+        cfg = TrainConfig.from_dict(saved["train"])
+        model = ModelConfig.from_dict(saved["model"])
+    else:
+        preset = preset or "cifar10"
+        p = get_preset(preset)
+        unknown = sorted(set(p["train"]) - set(field_names(TrainConfig)))
+        if unknown:  # a preset naming a key the trainer does not know is a bug, say so clearly
+            raise OptionError(f"preset {preset!r} sets unknown training option(s) {', '.join(unknown)}")
+        cfg = TrainConfig(**p["train"])
+        model = apply_overrides(p["model"], model_pairs, what="model option")  # re-validates
+    flags = {k: v for k, v in (("data", data), ("kimg", kimg), ("batch", batch)) if v is not None}
+    cfg = apply_overrides(dataclasses.replace(cfg, **flags), train_pairs, what="training option")
+    micro, rounds = cfg.check_batch(world_size)
+    return {"preset": preset, "train": cfg.to_dict(), "model": model.to_dict(), "world_size": world_size,
+            "batch_gpu_resolved": micro, "accumulation_rounds": rounds}
 
 
 def dumps(options: dict) -> str:
     return json.dumps(options, indent=2, sort_keys=False)
 
 
-__all__ = ["TrainConfig", "PRECISIONS", "NAN_POLICIES", "AUGMENT_OPS", "augment_ops",
+__all__ = ["TrainConfig", "PRECISIONS", "NAN_POLICIES",
            "split_overrides", "resolve_options", "dumps"]

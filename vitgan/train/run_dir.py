@@ -13,7 +13,7 @@ Layout (stylegan2-ada style)::
 
 Every write goes through ``writing(...)``, which turns an ``OSError`` (read-only folder, full
 disk) into one ``UserError`` line; files that must never be seen half-written are written
-atomically (``checkpoint.atomic_write_bytes``), logs are append-only.
+atomically (``vitgan.files.atomic_write``), logs are append-only.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from vitgan.errors import OptionError, UserError
+from vitgan.files import atomic_write_bytes, atomic_write_text, is_temporary
 
 OPTIONS_FILE = "training_options.json"
 
@@ -74,7 +75,7 @@ def check_new_run_dir(path: str | os.PathLike) -> None:
 
 def _leftover(name: str) -> bool:
     """Files a run killed during start-up leaves behind (probe, temporary files): ignorable."""
-    return name.startswith(".write-test-") or (name.startswith(".") and ".tmp-" in name)
+    return name.startswith(".write-test-") or is_temporary(name)
 
 
 def create_run_dir(path: str | os.PathLike) -> Path:
@@ -131,8 +132,6 @@ class RunFiles:
     def write_json(self, name: str, obj) -> None:
         if not self.active:
             return
-        from vitgan.train.checkpoint import atomic_write_text
-
         with writing(self.dir / name):
             atomic_write_text(self.dir / name, json.dumps(obj, indent=2))
 
@@ -151,8 +150,6 @@ class RunFiles:
         """images: float (N, C, H, W) in [-1, 1] -> PNG grid (no padding), written atomically."""
         if not self.active:
             return
-        from vitgan.train.checkpoint import atomic_write_bytes
-
         buf = io.BytesIO()
         grid_image(images, nrow).save(buf, format="PNG")
         with writing(self.dir / name):

@@ -1,19 +1,24 @@
-"""Data-parallel plumbing for training: torchrun's environment -> process group, device, DDP.
+"""Data-parallel plumbing: torchrun's environment -> process group, device, DDP, collectives.
 
-One job: everything the training loop needs from ``torch.distributed``, so that the loop reads
-the same with one process or many. Nothing here draws random numbers or touches files.
+One job: everything training, metrics and ``vitgan eval`` need from ``torch.distributed`` (the
+only module of vitgan that imports it), so that they read the same with one process or many.
+Nothing here draws random numbers or touches files.
 
 - ``init_distributed(device)``: torchrun sets ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` (and the
   rendezvous variables); when they say more than one process, join the process group (NCCL on
   CUDA, gloo on the CPU) and use ``cuda:LOCAL_RANK``. Nothing else switches data parallelism on
   (nanoGPT's rule); a plain ``vitgan train`` is one process and never imports a backend.
-- ``shutdown(d)``: leave the process group (every rank, also after an error).
+- ``shutdown(d)``: leave the process group ``init_distributed`` joined (every rank, also after
+  an error). ``current()``: the ``Dist`` of a process group someone already joined (metrics
+  run inside training or ``vitgan eval``), one process when there is none.
 - ``wrap_ddp(module, d)``: DistributedDataParallel without per-forward buffer broadcasts (the
   spectral-norm vectors evolve identically on every rank from identical weights, so a broadcast
   would only cost a collective per forward); ``maybe_no_sync(module, skip)`` around all but the
   last micro-batch makes the gradient all-reduce happen once per optimiser step.
 - Collectives that are no-ops with one process: ``all_reduce_mean``, ``all_reduce_max``,
-  ``all_gather_object``, ``broadcast_object`` (rank 0's object to every rank).
+  ``all_gather_object``, ``all_gather_rows`` (every rank's rows, in rank order),
+  ``broadcast_object`` (rank 0's object to every rank); ``shard(n, d)`` is the contiguous slice
+  of ``range(n)`` a rank handles.
 - Rank-0 helpers: ``Dist.is_main`` (only rank 0 writes), ``on_main(d, fn)`` (run ``fn`` on rank
   0; a ``UserError`` it raises is raised on every rank, so all processes stop together with the
   same one-line message instead of the others hanging in the next collective).
@@ -30,8 +35,9 @@ import torch
 
 from vitgan.errors import OptionError, UserError
 
-__all__ = ["Dist", "resolve_device", "init_distributed", "shutdown", "wrap_ddp", "maybe_no_sync",
-           "all_reduce_mean", "all_reduce_max", "all_gather_object", "broadcast_object", "on_main"]
+__all__ = ["Dist", "resolve_device", "init_distributed", "shutdown", "current", "wrap_ddp",
+           "maybe_no_sync", "all_reduce_mean", "all_reduce_max", "all_gather_object", "all_gather_rows",
+           "broadcast_object", "on_main", "shard"]
 
 
 @dataclasses.dataclass
@@ -42,6 +48,7 @@ class Dist:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    joined: bool = False  # init_distributed joined the process group (so shutdown leaves it)
 
     @property
     def enabled(self) -> bool:
@@ -75,18 +82,38 @@ def init_distributed(device: str) -> Dist:
     dev = resolve_device(device, local)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if not dist.is_initialized():
+    joined = not dist.is_initialized()
+    if joined:
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return Dist(rank=rank, world_size=world, local_rank=local, device=dev)
+    return Dist(rank=rank, world_size=world, local_rank=local, device=dev, joined=joined)
 
 
 def shutdown(d: Dist) -> None:
     """Leave the process group ``init_distributed`` joined (safe to call twice)."""
-    if d.enabled:
+    if d.enabled and d.joined:
         import torch.distributed as dist
 
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def current() -> Dist:
+    """The process group already joined (by training, ``vitgan eval`` or a test), as a ``Dist``
+    whose device is the one its collectives use; ``Dist()`` (one process) when there is none."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return Dist()
+    nccl = dist.get_backend() == "nccl"
+    dev = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+    return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(),
+                local_rank=int(os.environ.get("LOCAL_RANK", "0")), device=dev)
+
+
+def shard(n: int, d: Dist) -> range:
+    """The contiguous slice of ``range(n)`` that ``d``'s rank handles (ceil(n / world) each)."""
+    per = -(-n // d.world_size) if n else 0
+    return range(min(d.rank * per, n), min((d.rank + 1) * per, n))
 
 
 # ================================================================================ DDP
@@ -146,6 +173,22 @@ def all_gather_object(d: Dist, obj) -> list:
     out = [None] * d.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def all_gather_rows(d: Dist, local: torch.Tensor, n: int) -> torch.Tensor:
+    """Every rank's rows of a ``shard(n, d)`` split, concatenated in rank order into (n, ...) on
+    the CPU, on every rank (``local`` itself with one process)."""
+    if not d.enabled:
+        return local
+    import torch.distributed as dist
+
+    per = -(-n // d.world_size)
+    comm = d.device if d.device.type == "cuda" else torch.device("cpu")
+    padded = torch.zeros((per, *local.shape[1:]), dtype=local.dtype, device=comm)
+    padded[: local.shape[0]] = local.to(comm)
+    parts = [torch.empty_like(padded) for _ in range(d.world_size)]
+    dist.all_gather(parts, padded)
+    return torch.cat(parts).cpu()[:n]
 
 
 def broadcast_object(d: Dist, obj):

@@ -1,0 +1,165 @@
+"""The run state of a Trainer: random streams, save, load, resume.
+
+Resuming is exact: a checkpoint holds the weights, both optimisers, the EMA, the LeCam anchors,
+every random stream of every rank (torch, CUDA, numpy, python, latents, augmentation) and the
+position in the data order, so a run stopped and resumed computes what it would have computed
+(bitwise on CPU with ``deterministic=True``). The files themselves are ``vitgan.train.checkpoint``'s
+(safetensors weights, a weights-only state, a manifest written last).
+
+Every function takes the ``Trainer`` (``vitgan.train.trainer``); ``capture``, ``save`` and
+``load`` must be called by every rank (the per-rank streams are gathered to rank 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vitgan.distributed import all_gather_object, broadcast_object, on_main
+from vitgan.errors import UserError
+from vitgan.train import checkpoint as ckpt
+from vitgan.train.run_dir import OPTIONS_FILE, writing
+
+STATE_FORMAT = "vitgan-train-state-v1"
+
+__all__ = ["STATE_FORMAT", "seed_for", "rng_state", "set_rng_state", "capture", "save", "load",
+           "choose_resume"]
+
+
+# ================================================================================ seeds
+def seed_for(*parts) -> int:
+    """A 63-bit seed from (seed, rank, stream name): independent streams, reproducible."""
+    h = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+# ================================================================================ RNG state
+def rng_state(device: torch.device, gens: dict[str, torch.Generator]) -> dict:
+    np_state = np.random.get_state()
+    py = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "python": [py[0], list(py[1]), py[2]],
+    }
+    for name, g in gens.items():
+        state[name] = g.get_state()
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device, gens: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    for name, g in gens.items():
+        g.set_state(state[name])
+
+
+# ================================================================================ save
+def capture(t) -> dict:
+    """Training state in types torch.load(weights_only=True) accepts. Every rank must call
+    it (the per-rank random streams and data positions are gathered to rank 0)."""
+    data = {"position": t.data.position, "batch": t.micro, "images": t.data.position * t.micro}
+    mine = {"rng": rng_state(t.d.device, t.gens), "data": data,
+            "loss": {k: v.cpu() for k, v in t.loss.state_dict().items()}}
+    ranks = all_gather_object(t.d, mine)
+    return {
+        "format": STATE_FORMAT, "nimg": t.nimg, "step": t.step, "tick": t.tick,
+        "lr_scale": t.lr_scale, "rollbacks": t.rollbacks, "world_size": t.d.world_size,
+        "G_opt": t.G_opt.state_dict(), "D_opt": t.D_opt.state_dict(),
+        "G_scaler": t.G_scaler.state_dict(), "D_scaler": t.D_scaler.state_dict(),
+        "ema": {"halflife_kimg": t.ema.halflife_kimg, "rampup": t.ema.rampup},
+        "ranks": ranks,
+    }
+
+
+def save(t, *, snapshot: bool = False) -> None:
+    """Write a checkpoint (rank 0); every rank calls (for the gathered per-rank state)."""
+    state = capture(t)
+    if not t.d.is_main:
+        return
+    modules = {"G": t.G, "D": t.D, "G_ema": t.ema.module}
+    hint = f"the last complete checkpoint is {t.last_ckpt}" if t.last_ckpt else ""
+    with writing(t.run_dir / ckpt.CKPT_DIR, hint):
+        t.last_ckpt = ckpt.save_checkpoint(t.run_dir, modules=modules, model_cfg=t.model_cfg,
+                                           state=state, nimg=t.nimg, step=t.step,
+                                           keep=t.cfg.keep_ckpt, snapshot=snapshot)
+
+
+# ================================================================================ load
+def load(t, manifest: dict) -> None:
+    """Restore everything from a verified checkpoint manifest (see checkpoint.verify)."""
+    base = Path(manifest["_dir"])
+    weights, _ = ckpt.load_weights(base / manifest["files"]["weights"]["name"])
+    state = ckpt.load_state(base / manifest["files"]["state"]["name"])
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise UserError(f"{base / manifest['files']['state']['name']} is not a vitgan training state")
+    try:
+        t.G.load_state_dict(weights["G"])
+        t.D.load_state_dict(weights["D"])
+        t.ema.load_state_dict(weights["G_ema"])
+        t.G_opt.load_state_dict(state["G_opt"])
+        t.D_opt.load_state_dict(state["D_opt"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise UserError(f"checkpoint {base} does not fit this model: {str(err).splitlines()[0]}") from None
+    t.G_scaler.load_state_dict(state["G_scaler"])
+    t.D_scaler.load_state_dict(state["D_scaler"])
+    t.nimg, t.step, t.tick = int(state["nimg"]), int(state["step"]), int(state["tick"])
+    t.lr_scale, t.rollbacks = float(state["lr_scale"]), int(state["rollbacks"])
+    ranks = state["ranks"]
+    if len(ranks) == t.d.world_size:
+        mine = ranks[t.d.rank]
+        set_rng_state(mine["rng"], t.d.device, t.gens)
+        data = mine["data"]
+        t.seek_data(data["position"] if data["batch"] == t.micro else data["images"] // t.micro)
+        t.loss.load_state_dict({k: v.to(t.d.device) for k, v in mine["loss"].items()})
+    else:  # a different number of processes: continue, but not bit-exactly
+        t.files.log(f"note: the checkpoint was written by {len(ranks)} process(es), this run "
+                    f"has {t.d.world_size}; data order and random streams are re-seeded")
+        for name, g in t.gens.items():
+            g.manual_seed(seed_for(t.cfg.seed, t.d.rank, name, t.step))
+        torch.manual_seed(seed_for(t.cfg.seed, t.d.rank, "torch", t.step))
+        t.seek_data(t.nimg // t.d.world_size // t.micro)
+    t.set_lr()
+    t.last_ckpt = base / f"{Path(manifest['files']['weights']['name']).stem}.json"
+
+
+# ================================================================================ resume
+def choose_resume(d, run_dir: Path, dataset, say) -> dict | None:
+    """The checkpoint a resumed run continues from (rank 0 chooses, every rank gets it): the
+    newest that verifies; damaged newer ones are set aside. Warns when the dataset changed."""
+    def choose():
+        m = ckpt.latest_valid(run_dir, log=say)
+        with writing(run_dir / ckpt.CKPT_DIR):
+            ckpt.quarantine_newer(run_dir, m, log=say)
+        old = _read_json(run_dir / OPTIONS_FILE).get("dataset") or {}
+        new = getattr(dataset, "fingerprint", None)
+        if old.get("fingerprint") and new and old["fingerprint"] != new:
+            say(f"warning: the dataset differs from the one this run started with "
+                f"({old.get('name')}, {old.get('images')} images)")
+        return m
+
+    return broadcast_object(d, on_main(d, choose))  # every rank loads what rank 0 chose
+
+
+def latest(t) -> dict | None:
+    """The newest valid checkpoint of ``t``'s run (rank 0 looks, every rank gets it)."""
+    return broadcast_object(t.d, on_main(t.d, lambda: ckpt.latest_valid(t.run_dir, log=t.files.log)))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
