@@ -9,7 +9,7 @@ i mod n (StyleGAN2-ADA's layout). For x (N, C, H, W), per group g::
 G = min(group_size, N), lowered to the largest divisor of N (StyleGAN2-ADA asserts that G divides
 N instead). This mixes images across the batch: a D using it is ``cross_sample`` and must see
 the real, fake and consistency-regularisation views in separate forwards
-(``vitgan.train.loss``).
+(train/loss.py).
 """
 
 from __future__ import annotations
