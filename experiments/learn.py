@@ -118,15 +118,25 @@ def table(results: list[dict], points: list[float]) -> str:
             "D loss (last 10%) | logit gap | r_t | wall |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
-        fids = {round(float(k)): v for k, v in r["fid"].items()}
+        # a metric runs at the first tick end past its point (e.g. 25.6 kimg for 25 at 1-kimg ticks)
+        got = {float(k): v for k, v in r["fid"].items()}
+        fids = {p: got[min(got, key=lambda k: abs(k - p))] for p in points
+                if got and min(abs(k - p) for k in got) < 2}
         kid_end = r["kid"][max(r["kid"], key=float)] if r["kid"] else None
         lt = r["last_tenth"]
         cell = lambda v, f="{:.1f}": "-" if v is None else f.format(v)  # noqa: E731
-        lines.append(f"| {r['row']} | {r['what']} | " + " | ".join(cell(fids.get(round(p))) for p in points)
+        lines.append(f"| {r['row']} | {r['what']} | " + " | ".join(cell(fids.get(p)) for p in points)
                      + f" | {cell(kid_end, '{:.3f}')} | {cell(r['D_loss_at_20kimg'], '{:.3f}')} | "
                      f"{cell(lt.get('loss/D'), '{:.3f}')} | {cell(lt.get('diag/logit_gap'), '{:.2f}')} | "
                      f"{cell(lt.get('diag/r_t'), '{:.2f}')} | {r['wall_s'] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
+
+
+def header(meta: dict) -> str:
+    return (f"Learning benchmark: `{meta['command']}` ({meta['preset']} preset unless the row names "
+            f"another, {meta['kimg']:g} kimg for the first four rows and {meta['kimg'] / 2:g} for the "
+            f"others, FID/KID at N = {meta['fid_n']} vs the archive's train split, {meta['machine']}, "
+            f"{meta['date']}, commit {meta['commit']})\n\n")
 
 
 def main() -> int:
@@ -139,6 +149,7 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=ARCHIVE)
     p.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "learn")
     p.add_argument("--runs", type=Path, default=Path("/tmp/vitgan-learn"))
+    p.add_argument("--table-only", action="store_true", help="only rewrite table.md from results.json")
     p.add_argument("--jobs", type=int, default=1,
                    help="rows trained side by side, each with cpu_count/jobs threads")
     args = p.parse_args()
@@ -151,6 +162,13 @@ def main() -> int:
     results = [r for r in (json.loads(res_file.read_text())["rows"] if res_file.exists() else [])
                if r["row"] not in names]  # re-running a row replaces it
     points = [args.kimg * i / 4 for i in range(1, 5)]  # the table's columns
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()  # the code the rows run
+    if args.table_only:  # rewrite table.md from results.json (e.g. after changing the table)
+        saved = json.loads(res_file.read_text())
+        (args.out / "table.md").write_text(header(saved) + table(saved["rows"], points))
+        print(table(saved["rows"], points))
+        return 0
     args.runs.mkdir(parents=True, exist_ok=True)
     args.threads = max(1, (os.cpu_count() or 2) // args.jobs)
     lock = threading.Lock()
@@ -164,14 +182,9 @@ def main() -> int:
                     "kimg": args.kimg, "fid_n": args.fid_n, "data": str(args.data.name),
                     "machine": f"{os.cpu_count()} CPU cores, {args.jobs} row(s) at a time x "
                                f"{args.threads} thread(s)", "date": time.strftime("%Y-%m-%d"),
-                    "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                             capture_output=True, text=True).stdout.strip()}
+                    "commit": commit}
             res_file.write_text(json.dumps({**meta, "rows": results}, indent=2))
-            (args.out / "table.md").write_text(
-                f"Learning benchmark: `{meta['command']}` ({args.preset} preset unless the row names another, {args.kimg:g} kimg for the "
-                f"first four rows and {args.kimg / 2:g} for the others, "
-                f"FID/KID at N = {args.fid_n} vs the archive's train split, {meta['machine']}, "
-                f"{meta['date']}, commit {meta['commit']})\n\n" + table(results, points))
+            (args.out / "table.md").write_text(header(meta) + table(results, points))
             print(table(results, points), flush=True)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
