@@ -157,20 +157,21 @@ def test_update_ratio_is_the_median_relative_step():
 
 def test_update_probe_measures_one_optimiser_step():
     torch.manual_seed(3)
-    G, D = nn.Linear(3, 3), nn.Linear(3, 1)
+    G, D = nn.Linear(3, 3), nn.Sequential(nn.Linear(3, 4, bias=False), nn.Linear(4, 1, bias=False))
     diag = Diagnostics(G, D)
-    w0 = D.weight.detach().clone()
+    w0 = D[0].weight.detach().clone()
     diag.start_update_probe()
     with torch.no_grad():
-        D.weight.mul_(1.25)  # "the step": +25% on D's weight, bias unchanged, G unchanged
+        D[0].weight.mul_(1.25)  # "the step": +25 % on one tensor, +10 % on the other, G unchanged
+        D[1].weight.mul_(1.10)
     diag.after_step()
     diag.G = ConstG()  # measure needs a G with the generator's signature
     diag.D = LinearD()
     out = diag.measure(torch.zeros(2, 3, RES, RES), torch.zeros(2, 3 * RES * RES))
-    # D: median of [0.25 (weight), 0 (bias)] = lower median in torch -> 0
-    torch.testing.assert_close(out["diag/update_D"], torch.stack([torch.tensor(0.25), torch.tensor(0.0)]).median())
+    # D: relative changes 0.25 and 0.10; torch's median of two values is the lower one
+    torch.testing.assert_close(out["diag/update_D"], torch.tensor(0.10))
     torch.testing.assert_close(out["diag/update_G"], torch.tensor(0.0))
-    assert torch.equal(w0 * 1.25, D.weight.detach())
+    assert torch.equal(w0 * 1.25, D[0].weight.detach())
     assert "diag/update_D" not in diag.measure(torch.zeros(2, 3, RES, RES), torch.zeros(2, 3 * RES * RES))
 
 

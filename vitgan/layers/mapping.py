@@ -44,4 +44,17 @@ class MappingNetwork(nn.Module):
         return self.layers(pixel_norm(z))
 
 
-__all__ = ["pixel_norm", "MappingLayer", "MappingNetwork"]
+__all__ = ["latents_for_synthesis", "pixel_norm", "MappingLayer", "MappingNetwork"]
+
+
+def latents_for_synthesis(G: nn.Module, z: torch.Tensor, truncation_psi: float, update_w_avg: bool) -> torch.Tensor:
+    """w = G.mapping(z), shared by every generator: in training mode (and ``update_w_avg``)
+    w_avg <- beta * w_avg + (1 - beta) * mean(w); then truncation w <- w_avg + psi * (w - w_avg)."""
+    w = G.mapping(z)
+    if G.training and update_w_avg:
+        with torch.no_grad():
+            G.w_avg.lerp_(w.detach().mean(0).to(G.w_avg.dtype), 1 - G.w_avg_beta)
+    if truncation_psi != 1:
+        w = G.w_avg.to(w.dtype).lerp(w, truncation_psi)
+    return w
+

@@ -34,7 +34,7 @@ from torch import nn
 from vitgan.config import ModelConfig
 from vitgan.layers.equalized import EqualizedLinear, effective_weight, make_conv2d
 from vitgan.layers.fir import blur, downsample2d, upsample2d
-from vitgan.layers.mapping import MappingNetwork
+from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis
 from vitgan.layers.mbstd import MinibatchStd
 from vitgan.layers.modconv import NOISE_MODES, SynthesisLayer, ToRGB
 
@@ -103,12 +103,7 @@ class StyleGAN2Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, *, update_w_avg: bool = True,
                 noise_mode: str | None = None) -> torch.Tensor:
-        w = self.mapping(z)
-        if self.training and update_w_avg:  # w_avg <- beta * w_avg + (1 - beta) * mean(w)
-            with torch.no_grad():
-                self.w_avg.lerp_(w.detach().mean(0).to(self.w_avg.dtype), 1 - self.w_avg_beta)
-        if truncation_psi != 1:             # w <- w_avg + psi * (w - w_avg)
-            w = self.w_avg.to(w.dtype).lerp(w, truncation_psi)
+        w = latents_for_synthesis(self, z, truncation_psi, update_w_avg)  # w_avg, truncation
         return self.synthesis(w, noise_mode=noise_mode)
 
 

@@ -25,7 +25,7 @@ from vitgan.layers.attention import Attention
 from vitgan.layers.block import Block
 from vitgan.layers.equalized import make_linear
 from vitgan.layers.inr import INRHead, LinearHead, SineEmbedding, grid_centres
-from vitgan.layers.mapping import MappingNetwork
+from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis
 from vitgan.layers.sln import SLN, LayerNorm
 
 
@@ -75,12 +75,7 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, *,
                 update_w_avg: bool = True) -> torch.Tensor:
-        w = self.mapping(z)
-        if self.training and update_w_avg:  # w_avg <- beta * w_avg + (1 - beta) * mean(w)
-            with torch.no_grad():
-                self.w_avg.lerp_(w.detach().mean(0).to(self.w_avg.dtype), 1 - self.w_avg_beta)
-        if truncation_psi != 1:             # w <- w_avg + psi * (w - w_avg)
-            w = self.w_avg.to(w.dtype).lerp(w, truncation_psi)
+        w = latents_for_synthesis(self, z, truncation_psi, update_w_avg)  # w_avg, truncation
         return self.synthesis(w)
 
 
