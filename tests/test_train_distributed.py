@@ -27,7 +27,7 @@ def torchrun(*args, timeout=240):
 
 
 SCRIPT = textwrap.dedent("""
-    import sys, torch, torch.distributed as dist
+    import gc, sys, torch, torch.distributed as dist
     from vitgan.config import ModelConfig
     from vitgan.distributed import init_distributed
     from vitgan.train.loop import open_training_data
@@ -52,6 +52,12 @@ SCRIPT = textwrap.dedent("""
         assert not torch.equal(a["z_gen"], b["z_gen"]), "latent streams must differ per rank"
         assert not set(a["data"].tolist()) & set(b["data"].tolist()), "data shards must be disjoint"
         print("RANKS-IDENTICAL", a["G"].numel() + a["D"].numel())
+    # as training_loop does: close the data and run files and drop the DDP wrappers before
+    # leaving the group (a gloo group torn down while DDP still holds it can abort at exit)
+    t.data.close(); t.files.close()
+    del t, mine, every
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 """)
 
