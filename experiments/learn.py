@@ -53,6 +53,9 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "qk1": ("equalised without the L2 qk gain (c = 1: D's class token attends only to itself)",
             ["d_qk_gain=1.0"], 1, 0.5),
     "lr0.0002": ("lr 0.0002", ["lr=0.0002"], 1, 0.5),
+    "bcr0.1": ("bCR 0.1", ["bcr_real=0.1", "bcr_fake=0.1"], 1, 0.5),
+    "bcr0.3": ("bCR 0.3", ["bcr_real=0.3", "bcr_fake=0.3"], 1, 0.5),
+    "lr0.001": ("lr 0.001 (the official PyTorch port's, at batch 64)", ["lr=0.001"], 1, 0.5),
 }
 
 
@@ -103,6 +106,7 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
         shutil.copy2(grids[-1], out / "fakes-final.png")
     return {
         "row": name, "what": ROWS[name][0], "preset": preset, "set": sets, "exit": proc.returncode,
+        "commit": args.commit, "date": time.strftime("%Y-%m-%d"),
         "kimg": stats[-1]["kimg"] if stats else 0, "wall_s": round(wall, 1),
         "load_before": load0, "load_after": uptime(), "threads": args.threads, "jobs": args.jobs,
         "fid": fid, "kid": kid,
@@ -170,6 +174,7 @@ def main() -> int:
         print(table(saved["rows"], points))
         return 0
     args.runs.mkdir(parents=True, exist_ok=True)
+    args.commit = commit  # each row records the code it ran (rows of one table may span commits)
     args.threads = max(1, (os.cpu_count() or 2) // args.jobs)
     lock = threading.Lock()
 
