@@ -257,7 +257,15 @@ def test_out_must_be_new_or_empty_and_writable(trained, tmp_path, capsys):
     assert "is a file" in err and (tmp_path / "afile").read_text() == "x"
     rc, _, err = main(["export", run, "--out", tmp_path / "afile" / "hub"], capsys)  # its parent is a file
     _one_line_error(rc, err)
-    assert "cannot write --out" in err and "choose a folder you can write to" in err
+    assert "afile is a file, not a folder; give a folder path" in err
+    rc, _, err = main(["export", run, "--out", "/proc/vitgan-hub"], capsys)  # a folder nobody can write in
+    _one_line_error(rc, err)
+    assert "cannot write --out /proc/vitgan-hub" in err and "choose a folder you can write to" in err
+    with pytest.MonkeyPatch.context() as mp:  # a read-only parent (the tests run as root, so pretend)
+        mp.setattr("vitgan.commands.export.os.access", lambda path, mode: False)
+        rc, _, err = main(["export", run, "--out", tmp_path / "ro" / "hub"], capsys)
+    _one_line_error(rc, err)
+    assert f"permission denied in {tmp_path}; choose a folder you can write to" in err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["export", run, "--out", empty]) == 0 and (empty / "model.safetensors").is_file()

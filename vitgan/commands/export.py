@@ -49,6 +49,13 @@ def check_out(out: Path) -> None:
         raise UserError(f"--out {out} is a file; give a new or empty folder")
     if out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out} is not empty; give a new or empty folder (nothing was written)")
+    above = out.absolute().parent
+    while not above.exists():
+        above = above.parent
+    if not above.is_dir():
+        raise UserError(f"--out {out}: {above} is a file, not a folder; give a folder path")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write --out {out}: permission denied in {above}; choose a folder you can write to")
 
 
 def staging_folder(out: Path) -> Path:
@@ -57,7 +64,7 @@ def staging_folder(out: Path) -> Path:
     from vitgan.train.run_dir import writing
 
     parent = out.absolute().parent
-    with writing(f"--out {out}", "choose a folder you can write to"):
+    with writing(f"--out {out} (a folder in {parent})", "choose a folder you can write to"):
         parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
         umask = os.umask(0)
