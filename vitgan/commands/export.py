@@ -93,6 +93,7 @@ def run(args) -> int:
     if "D" in what and src.D is None:
         raise UserError(f"{args.run} holds no discriminator; export --what G")
     stage = staging_folder(out)
+    emptied = False
     try:
         with writing(f"--out {out}", "choose a folder you can write to"):
             if "hub" in formats:
@@ -103,14 +104,17 @@ def run(args) -> int:
                 diff = _write_onnx(src, stage / "model.onnx", args.opset)
             if out.is_dir():
                 out.rmdir()  # empty (checked above): the rename below takes its place
+                emptied = True
             stage.rename(out)
             fsync_dir(out.absolute().parent)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        if emptied and not out.exists():
+            out.mkdir()  # the user's empty folder, as it was
         raise
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     print(f"wrote {out}/: {', '.join(files)}")
-    if "hub" in formats and src.G is not None:
+    if "hub" in formats and "G" in what:
         print(f"load it: Generator.from_pretrained({str(out)!r}) or vitgan sample {out} --n 16 --out grid.png; "
               f"share it: Generator.from_pretrained({str(out)!r}).push_to_hub('user/name')")
     if "onnx" in formats:
