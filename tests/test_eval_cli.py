@@ -170,14 +170,7 @@ def test_eval_and_training_metrics_go_through_the_same_registry_call(tmp_path, m
     monkeypatch.setattr(registry, "evaluate", spy)
     G = standins.TinyGenerator(resolution=8)
     real = standins.TensorDataset(standins.random_images(12, size=8))
-    monkeypatch.setattr(eval_cmd, "_load_generator", lambda path, device: (G, G.cfg))
-    monkeypatch.setattr(eval_cmd, "_open", lambda source, **kw: real)
-    monkeypatch.setattr("vitgan.metrics.inception.load_inception", lambda path, device: standins.StandInExtractor())
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "training_options.json").write_text("{}")
-    parser = argparse.ArgumentParser()
-    eval_cmd.add_arguments(parser)
+    run, parser = standins.stand_in_eval(monkeypatch, tmp_path, G, real)
     args = parser.parse_args([str(run), "--real", "x", "--metrics", "fid", "--n", "12", "--json",
                               "--device", "cpu", "--cache-dir", str(tmp_path / "c")])
     assert eval_cmd.run(args) == 0

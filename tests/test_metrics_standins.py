@@ -73,3 +73,21 @@ def random_images(n: int, size: int = 8, seed: int = 0, low: int = 0, high: int 
     g = torch.Generator().manual_seed(seed)
     return torch.randint(low, high, (n, 3, size, size), generator=g, dtype=torch.uint8)
 
+
+
+def stand_in_eval(monkeypatch, tmp_path, G, real):
+    """`vitgan eval` of a run folder whose EMA generator is ``G``, against ``real``, through the
+    stand-in network: returns (run folder, parser of eval's arguments)."""
+    import argparse
+
+    from vitgan.commands import eval as eval_cmd
+
+    monkeypatch.setattr(eval_cmd, "_load_generator", lambda path, device: (G, G.cfg))
+    monkeypatch.setattr(eval_cmd, "_open", lambda source, **kw: real)
+    monkeypatch.setattr("vitgan.metrics.inception.load_inception", lambda path, device: StandInExtractor())
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training_options.json").write_text("{}")
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    return run, parser

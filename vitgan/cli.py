@@ -17,7 +17,8 @@ COMMANDS = {
     "info": ("vitgan.commands.info", "print the resolved architecture of a preset"),
     "train": ("vitgan.commands.train", "train ViTGAN (the paper's recipe)"),
     "sample": ("vitgan.commands.sample", "sample images from a checkpoint or run folder"),
-    "eval": ("vitgan.commands.eval", "compute FID / KID / IS"),
+    "eval": ("vitgan.commands.eval", "compute FID / KID / IS / precision-recall / density-coverage"),
+    "export": ("vitgan.commands.export", "export a run as a Hugging Face model folder or an ONNX file"),
     "bench": ("vitgan.commands.bench", "benchmark the training step"),
 }
 

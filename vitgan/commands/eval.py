@@ -1,6 +1,6 @@
-"""`vitgan eval`: FID / KID / IS of a checkpoint's EMA generator, or of an image set, against real images.
+"""`vitgan eval`: FID / KID / IS / precision-recall / density-coverage of a checkpoint's EMA generator, or of an image set, against real images.
 
-    vitgan eval RUN_DIR --metrics fid,kid --n 10000 --real cifar10 [--split train] [--json]
+    vitgan eval RUN_DIR --metrics fid,kid,pr --n 10000 --real cifar10 [--split train] [--json]
     vitgan eval data.tar.gz --fake-split test --real data.tar.gz --split train --n 500 --json
 
 The fake side is a checkpoint or run folder (N samples of the EMA generator from latents seeded
@@ -27,7 +27,9 @@ def add_arguments(p):
     p.add_argument("fake", metavar="CHECKPOINT_OR_RUN_DIR_OR_IMAGE_SOURCE",
                    help="checkpoint or run folder (EMA generator), or an image folder / archive / .npz / "
                         "LMDB / 'cifar10' to evaluate as it is")
-    p.add_argument("--metrics", default="fid", help="comma-separated: fid, kid, is (default: fid)")
+    p.add_argument("--metrics", default="fid",
+                   help="comma-separated: fid, kid, is, pr (precision/recall, k=3), dc (density/coverage, k=5) "
+                        "(default: fid)")
     p.add_argument("-n", "--n", type=int, required=True, metavar="N",
                    help="number of generated (or fake-side) images; the real side uses min(N, its size). "
                         "Under torchrun write -n N: torchrun takes --n for an abbreviation of its own options")
@@ -191,4 +193,10 @@ def _print_human(r: dict) -> None:
             print(f"IS       n/a: {r['is_note']}")
         else:
             print(f"IS       {r['is_mean']:.4f} +- {r['is_std']:.4f}")
+    if "precision" in r:
+        print(f"precision {r['precision']:.4f}")
+        print(f"recall   {r['recall']:.4f}")
+    if "density" in r:
+        print(f"density  {r['density']:.4f}")
+        print(f"coverage {r['coverage']:.4f}")
     print(f"time     {r['seconds']} s", file=sys.stdout)

@@ -1,4 +1,4 @@
-"""`vitgan sample`: images from a checkpoint or run folder, always from the EMA generator.
+"""`vitgan sample`: images from a checkpoint, run folder or export folder, always from the EMA generator.
 
     vitgan sample R --n 16 --out grid.png                  # a near-square grid (4 x 4 here)
     vitgan sample R --n 16 --out samples/                  # one PNG per sample
@@ -20,7 +20,8 @@ from vitgan.errors import OptionError
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR",
-                   help="a run folder (newest complete checkpoint) or a .safetensors checkpoint")
+                   help="a run folder (newest complete checkpoint), an export folder (vitgan export) "
+                        "or a .safetensors checkpoint")
     p.add_argument("--n", type=int, default=16, help="number of samples (grid cells) (default 16)")
     p.add_argument("--seed", type=int, default=0, help="first latent seed (default 0)")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1: none)")
@@ -34,21 +35,11 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
-def latents(seeds, z_dim: int):
-    import torch
-
-    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-
-
-def synthesize(G, z, trunc: float, batch: int, device):
-    """EMA generator, no grad, in batches: w = mapping(z), truncated, synthesis(w)."""
-    import torch
-
-    out = []
-    with torch.no_grad():
-        for zb in z.split(batch):
-            out.append(G(zb.to(device), truncation_psi=trunc).float().cpu())
-    return torch.cat(out)
+def __getattr__(name):  # latents / synthesize live in vitgan.models.sampling (torch: imported lazily)
+    if name in ("latents", "synthesize"):
+        from vitgan.models import sampling
+        return getattr(sampling, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(args) -> int:
@@ -71,8 +62,9 @@ def run(args) -> int:
         raise OptionError(f"--out {args.out}: give FILE.png for a grid, DIR/ for one PNG per "
                           f"sample, or FILE.gif with --interp STEPS")
 
-    from vitgan.train.checkpoint import load_generator
     from vitgan.distributed import resolve_device
+    from vitgan.models.sampling import latents, synthesize
+    from vitgan.train.checkpoint import load_generator
     from vitgan.train.run_dir import grid_image, near_square, writing
 
     device = resolve_device(args.device)
@@ -107,6 +99,7 @@ def interpolation_frames(G, cfg, args, device):
     """PIL frames: each cell lerps in w space through ``keyframes`` latents, looping."""
     import torch
 
+    from vitgan.models.sampling import latents
     from vitgan.train.run_dir import grid_image, near_square
 
     n, k, steps = args.n, args.keyframes, args.interp

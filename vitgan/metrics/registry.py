@@ -24,7 +24,7 @@ import torch
 
 from vitgan import distributed
 from vitgan.errors import OptionError
-from vitgan.metrics import formulas
+from vitgan.metrics import formulas, manifold
 from vitgan.metrics.features import dataset_feature_set, generator_features
 from vitgan.metrics.stats_cache import FeatureSet, StatsCache
 
@@ -80,6 +80,22 @@ def inception_score(fake: FeatureSet, real: FeatureSet | None, *, seed: int = 0,
         return {"is_mean": None, "is_std": None, "is_note": IS_UNAVAILABLE}
     mean, std = formulas.inception_score(fake.logits, splits=min(splits, fake.n))
     return {"is_mean": mean, "is_std": std}
+
+
+def _knn_metric(name: str, keys: tuple[str, str], k: int, formula, help: str) -> None:
+    """Register ``formula(fake_features, real_features, k=k) -> (a, b)`` (vitgan.metrics.manifold)."""
+    def metric(fake: FeatureSet, real: FeatureSet, *, seed: int = 0) -> dict:
+        if min(fake.n, real.n) <= k:
+            raise OptionError(f"{name} uses each point's {k} nearest neighbours, so it needs more than {k} "
+                              f"images a side (got {fake.n} fake, {real.n} real); raise --n")
+        return dict(zip(keys, formula(fake.features, real.features, k=k)))
+    register_metric(name, keys=keys, help=help)(metric)
+
+
+_knn_metric("pr", ("precision", "recall"), 3, manifold.precision_recall,
+            "improved precision and recall, k = 3 (Kynkaanniemi et al. 2019; higher is better)")
+_knn_metric("dc", ("density", "coverage"), 5, manifold.density_coverage,
+            "density and coverage, k = 5 (Naeem et al. 2020; higher is better)")
 
 
 # ------------------------------------------------------------------------------ dispatch

@@ -37,6 +37,7 @@ from vitgan.layers.fir import blur, downsample2d, upsample2d
 from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis
 from vitgan.layers.mbstd import MinibatchStd
 from vitgan.layers.modconv import NOISE_MODES, SynthesisLayer, ToRGB
+from vitgan.models.hub import HubMixin
 
 
 def _resolutions(cfg: ModelConfig) -> list[int]:
@@ -69,7 +70,7 @@ class SynthesisBlock(nn.Module):
         return x, img
 
 
-class StyleGAN2Generator(nn.Module):
+class StyleGAN2Generator(nn.Module, HubMixin):
     """z (B, z_dim) -> images (B, C, H, W), roughly in [-1, 1]; the ViT Generator's interface.
 
     ``noise_mode``: "random" (fresh per-pixel noise), "const" (each layer's stored noise
@@ -148,9 +149,10 @@ class DiscriminatorBlock(nn.Module):
         return y + self.skip(x) if self.skip is not None else y
 
 
-class StyleGAN2Discriminator(nn.Module):
+class StyleGAN2Discriminator(nn.Module, HubMixin):
     """images (B, C, H, W) in [-1, 1] -> logits (B,)."""
 
+    hub_role = "discriminator"
     cross_sample = True  # minibatch stddev: the loss must not mix real, fake and bCR views
 
     def __init__(self, cfg: ModelConfig):

@@ -22,6 +22,7 @@ from vitgan.layers.equalized import make_linear
 from vitgan.layers.isn import apply_weight_norm
 from vitgan.layers.patch import PatchEmbedding
 from vitgan.layers.sln import LayerNorm
+from vitgan.models.hub import HubMixin
 
 
 def qk_gain(cfg) -> float:
@@ -32,8 +33,10 @@ def qk_gain(cfg) -> float:
     return cfg.d_qk_gain if cfg.d_qk_gain is not None else l2_qk_gain(cfg.d_dim // cfg.d_heads)
 
 
-class Discriminator(nn.Module):
+class Discriminator(nn.Module, HubMixin):
     """images (B, C, H, W) in [-1, 1] -> logits (B,)."""
+
+    hub_role = "discriminator"
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

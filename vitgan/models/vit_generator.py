@@ -27,10 +27,12 @@ from vitgan.layers.equalized import make_linear
 from vitgan.layers.inr import INRHead, LinearHead, SineEmbedding, grid_centres
 from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis
 from vitgan.layers.sln import SLN, LayerNorm
+from vitgan.models.hub import HubMixin
 
 
-class Generator(nn.Module):
-    """z (B, z_dim) -> images (B, C, H, W), roughly in [-1, 1]."""
+class Generator(nn.Module, HubMixin):
+    """z (B, z_dim) -> images (B, C, H, W), roughly in [-1, 1]. ``save_pretrained`` /
+    ``from_pretrained`` / ``push_to_hub``: ``vitgan.models.hub``."""
 
     def __init__(self, cfg: ModelConfig, *, w_avg_beta: float = 0.995):
         super().__init__()

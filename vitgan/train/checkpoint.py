@@ -228,8 +228,8 @@ def resolve_weights_path(path: str | os.PathLike, log=print) -> Path:
         snaps = sorted(p for p in path.iterdir() if _SNAP_RE.match(p.name))
         if snaps:
             return snaps[-1]
-        raise UserError(f"no complete checkpoint in {path} (looked for {CKPT_DIR}/ckpt-*.json and "
-                        f"network-snapshot-*.safetensors)")
+        raise UserError(f"no complete checkpoint in {path} (looked for {CKPT_DIR}/ckpt-*.json, "
+                        f"network-snapshot-*.safetensors, and an export folder's config.json + model.safetensors)")
     if path.suffix == ".json":
         manifest = verify(path)
         return Path(manifest["_dir"]) / manifest["files"]["weights"]["name"]
@@ -254,9 +254,15 @@ def build_generator(cfg: ModelConfig, state_dict: dict, device="cpu"):
 
 
 def load_generator(path: str | os.PathLike, device="cpu", log=print):
-    """Return (G_ema in eval mode, ModelConfig) from a run folder (newest valid checkpoint),
+    """Return (G_ema in eval mode, ModelConfig) from a run folder (newest valid checkpoint), an
+    export folder (``vitgan export``: config.json + model.safetensors, ``vitgan.models.hub``),
     a ``ckpt-*.json`` manifest, a ``.safetensors`` checkpoint or snapshot, or a weights-only
     ``torch.save`` file holding {"model_config": dict, "G_ema": state_dict}."""
+    from vitgan.models.hub import is_hub_folder, load_pretrained
+
+    if is_hub_folder(path):  # `vitgan export` / save_pretrained: config.json + model.safetensors
+        G = load_pretrained(path, role="generator", device=device)
+        return G.requires_grad_(False), G.cfg
     wpath = resolve_weights_path(path, log=log)
     if wpath.suffix == ".safetensors":
         weights, metadata = load_weights(wpath)

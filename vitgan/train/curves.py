@@ -35,6 +35,14 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def _plotted_keys(name: str) -> tuple[str, ...]:
+    """The values of metric ``name`` worth a line: its registry keys but the spreads (kid_std)."""
+    from vitgan.metrics.registry import METRICS
+
+    keys = METRICS[name].keys if name in METRICS else (name, f"{name}_mean")
+    return tuple(k for k in keys if not k.endswith("_std"))
+
+
 def plot_curves(run_dir: Path, out: Path | None = None) -> Path:
     """Draw ``run_dir``'s stats.jsonl and metric-*.jsonl into ``out`` (default curves.png)."""
     import matplotlib
@@ -58,7 +66,7 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path:
         ax.set_title(title + (" (|value|)" if scale == "log" else ""), fontsize=10)
     ax = axes.flat[3]
     for name, mrows in metrics.items():
-        for key in sorted({k for r in mrows for k in r if k == name or k == f"{name}_mean"}):
+        for key in sorted({k for r in mrows for k in r if k in _plotted_keys(name)}):
             pts = [(r["kimg"], r[key]) for r in mrows if isinstance(r.get(key), (int, float))]
             if pts:
                 xs, ys = zip(*pts)

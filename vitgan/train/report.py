@@ -155,10 +155,13 @@ class Reporter:
                                                 if k in ("loss/G", "loss/D")), refresh=False)
 
     def metrics(self, result: dict, seconds: float) -> None:
-        """metric-<name>.jsonl (metric-kid.jsonl holds kid_mean and kid_std, ...), TensorBoard, log."""
+        """metric-<name>.jsonl (metric-kid.jsonl holds kid_mean and kid_std, metric-pr.jsonl precision
+        and recall, ...), TensorBoard, log."""
+        from vitgan.metrics.registry import METRICS
+
         t, cfg = self.t, self.t.cfg
-        for metric in cfg.metrics:
-            values = {k: v for k, v in result.items() if k == metric or k.startswith(metric + "_")}
+        for metric in cfg.metrics:  # the keys the registry says it reports (pr: precision, recall)
+            values = {k: v for k, v in result.items() if k in METRICS[metric].keys}
             if not values:
                 continue
             self.files.append_jsonl(f"metric-{metric}.jsonl", {
