@@ -9,6 +9,11 @@ with --seed) or any image source that ``vitgan.data.open_dataset`` reads (N imag
 --split; when a source has more images than N, a fixed random subset of N is used (see
 docs/metrics.md). Real statistics are cached under --cache-dir. With --json, one JSON object
 on stdout; progress and warnings go to stderr.
+
+A class-conditional run generates its classes in the proportions of the --real images (when they
+carry the run's class names; else uniformly). ``--per-class`` adds intra-class FID: the FID of
+each class's samples against that class's real images (from the same N samples and N reals,
+split by class), averaged over the classes (``vitgan.metrics.conditional``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="latent seed for generator samples (default 0)")
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (default 1.0: none)")
     p.add_argument("--cache-dir", default=None, help="reference statistics cache (default ~/.cache/vitgan/stats)")
+    p.add_argument("--per-class", action="store_true",
+                   help="class-conditional runs: also intra-class FID (FID per class, averaged)")
 
 
 def is_checkpoint(source: str) -> bool:
@@ -130,6 +137,8 @@ def run(args) -> int:
         raise OptionError(f"--batch {args.batch}: must be at least 1")
     if needs_real(names) and not args.real:
         raise OptionError(f"--real PATH|cifar10 is required for {', '.join(needs_real(names))}")
+    if args.per_class and not args.real:
+        raise OptionError("--per-class compares each class with its real images: give --real PATH|cifar10")
     dev = _device(args.device)
     d = init_distributed(dev.type if dev.index is None else str(dev))  # torchrun: cuda:LOCAL_RANK
     try:
@@ -141,6 +150,8 @@ def run(args) -> int:
             fake, cfg = _load_generator(args.fake, d.device)
             resolution, channels = cfg.resolution, cfg.channels
             report.update(fake=str(args.fake), fake_kind="checkpoint", seed=args.seed, truncation=args.truncation)
+            if args.per_class and not cfg.classes:
+                raise OptionError(f"--per-class: {args.fake} is not class-conditional (train with --set cond=true)")
         else:
             resolution = args.resolution or native_resolution(args.fake, args.fake_split)
             channels = 3
@@ -148,7 +159,9 @@ def run(args) -> int:
             if len(fake) < args.n:
                 raise UserError(f"{args.fake} ({args.fake_split}) has {len(fake)} images, fewer than --n {args.n}")
             report.update(fake=str(args.fake), fake_kind="images", fake_split=args.fake_split)
-        if needs_real(names):
+            if args.per_class:
+                raise OptionError("--per-class needs a class-conditional checkpoint or run folder")
+        if needs_real(names) or args.per_class:
             real_ds = _open(args.real, resolution=resolution, channels=channels, split=args.split,
                             max_images=args.n)
             if len(real_ds) < 2:
@@ -157,9 +170,11 @@ def run(args) -> int:
         result = evaluate(names, fake=fake, real=real_ds, n=args.n, batch=args.batch, device=d.device,
                           seed=args.seed, truncation_psi=args.truncation, inception=args.inception,
                           cache_dir=args.cache_dir, fake_split=args.fake_split, real_split=args.split,
-                          progress=True)
+                          progress=True, per_class=args.per_class)
         if result.n_real is not None:
             report.update(real=str(args.real), split=args.split, n_real=result.n_real)
+        if result.class_counts is not None:
+            report.update(classes=list(cfg.classes), class_counts=result.class_counts)
         if not d.is_main:
             return 0
         report = {**result.values, "n": result.n_fake, **report, "resolution": resolution,
@@ -191,4 +206,12 @@ def _print_human(r: dict) -> None:
             print(f"IS       n/a: {r['is_note']}")
         else:
             print(f"IS       {r['is_mean']:.4f} +- {r['is_std']:.4f}")
+    if "class_counts" in r:
+        print("classes: " + ", ".join(f"{c} {k}" for c, k in zip(r["classes"], r["class_counts"]))
+              + " samples")
+    if "intra_fid" in r:
+        print(f"intra-class FID {r['intra_fid']:.4f} (mean over classes)")
+        for name, v in r["fid_per_class"].items():
+            nf, nr = r["per_class_n"][name]
+            print(f"  {name:<12} {'n/a' if v is None else f'{v:.4f}'} ({nf} fake, {nr} real)")
     print(f"time     {r['seconds']} s", file=sys.stdout)

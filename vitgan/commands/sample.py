@@ -9,6 +9,11 @@ Sample i uses the latent drawn from seed ``S + i``, so ``--seed 5 --n 1`` is sam
 With ``--interp STEPS`` each of the ``--n`` cells walks through ``--keyframes`` random latents
 and back to the first (a seamless loop), interpolating linearly in w space, ``STEPS`` frames
 between keyframes.
+
+A class-conditional run (``--set cond=true``): ``--class cat`` (a name or an index) gives every
+sample that class, truncated toward that class's mean w; ``--class all`` writes one row per
+class, ``--n`` samples each, the same latents in every row. Without ``--class``, sample i is of
+class i mod K.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ def add_arguments(p) -> None:
     p.add_argument("--fps", type=float, default=20.0, help="GIF frame rate (--interp)")
     p.add_argument("--batch", type=int, default=64, help="generator batch size")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--class", dest="cls", default=None, metavar="NAME|INDEX|all",
+                   help="class-conditional runs: the class to sample, or 'all' for one row per class")
 
 
 def latents(seeds, z_dim: int):
@@ -40,15 +47,45 @@ def latents(seeds, z_dim: int):
     return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
 
 
-def synthesize(G, z, trunc: float, batch: int, device):
-    """EMA generator, no grad, in batches: w = mapping(z), truncated, synthesis(w)."""
+def synthesize(G, z, trunc: float, batch: int, device, c=None):
+    """EMA generator, no grad, in batches: w = mapping(z[, c]), truncated, synthesis(w)."""
     import torch
 
     out = []
     with torch.no_grad():
-        for zb in z.split(batch):
-            out.append(G(zb.to(device), truncation_psi=trunc).float().cpu())
+        for i, zb in enumerate(z.split(batch)):
+            kw = {} if c is None else {"c": c[i * batch:(i + 1) * batch].to(device)}
+            out.append(G(zb.to(device), truncation_psi=trunc, **kw).float().cpu())
     return torch.cat(out)
+
+
+def class_index(classes: list[str], text: str) -> int:
+    """A class given by name (exact) or index -> its index, or OptionError naming the choices."""
+    if text in classes:
+        return classes.index(text)
+    if text.lstrip("-").isdigit() and 0 <= int(text) < len(classes):
+        return int(text)
+    raise OptionError(f"--class {text!r} is not a class of this run; choose a name or an index "
+                      f"0-{len(classes) - 1}: {', '.join(classes)} (or 'all')")
+
+
+def sample_plan(cfg, cls: str | None, seed: int, n: int):
+    """(seeds, labels or None, columns) of the images to draw: ``--class all`` is one row per class
+    with the same seeds in each row; a class, every sample of it; None, class i mod K."""
+    import torch
+
+    classes = list(cfg.classes)
+    if not classes:
+        if cls is not None:
+            raise OptionError("--class: this run is not class-conditional (train with --set cond=true)")
+        return list(range(seed, seed + n)), None, None
+    if cls == "all":
+        seeds = list(range(seed, seed + n)) * len(classes)
+        return seeds, torch.arange(len(classes)).repeat_interleave(n), n
+    seeds = list(range(seed, seed + n))
+    if cls is None:
+        return seeds, torch.arange(n) % len(classes), None
+    return seeds, torch.full((n,), class_index(classes, cls), dtype=torch.long), None
 
 
 def run(args) -> int:
@@ -86,20 +123,23 @@ def run(args) -> int:
         print(f"wrote {out}: {len(frames)} frames of {args.n} cell(s)")
         return 0
 
-    seeds = range(args.seed, args.seed + args.n)
-    images = synthesize(G, latents(seeds, cfg.z_dim), args.trunc, args.batch, device)
+    seeds, labels, cols = sample_plan(cfg, args.cls, args.seed, args.n)
+    images = synthesize(G, latents(seeds, cfg.z_dim), args.trunc, args.batch, device, labels)
+    names = [""] * len(seeds) if labels is None else [f"-{cfg.classes[k]}" for k in labels.tolist()]
     if as_dir:
         with writing(out):
             out.mkdir(parents=True, exist_ok=True)
-            for s, img in zip(seeds, images):
-                grid_image(img[None], nrow=1).save(out / f"seed{s:06d}.png")
-        print(f"wrote {args.n} images to {out}/")
+            for s, name, img in zip(seeds, names, images):
+                grid_image(img[None], nrow=1).save(out / f"seed{s:06d}{name}.png")
+        print(f"wrote {len(seeds)} images to {out}/")
     else:
-        cols, _ = near_square(args.n)
+        cols = cols or near_square(len(seeds))[0]
         with writing(out):
             out.parent.mkdir(parents=True, exist_ok=True)
             grid_image(images, nrow=cols).save(out)
-        print(f"wrote {out}: {args.n} samples, {cols} per row")
+        what = f", one row per class ({', '.join(cfg.classes)})" if args.cls == "all" else \
+            f", class {cfg.classes[int(labels[0])]}" if labels is not None and args.cls is not None else ""
+        print(f"wrote {out}: {len(seeds)} samples, {cols} per row{what}")
     return 0
 
 
@@ -110,12 +150,18 @@ def interpolation_frames(G, cfg, args, device):
     from vitgan.train.run_dir import grid_image, near_square
 
     n, k, steps = args.n, args.keyframes, args.interp
+    if args.cls == "all":
+        raise OptionError("--interp walks one class per cell: give --class NAME or leave it out")
     seeds = [args.seed + j * n + c for j in range(k) for c in range(n)]  # keyframe-major
     z = latents(seeds, cfg.z_dim).to(device)
+    _, labels, _ = sample_plan(cfg, args.cls, args.seed, n)  # each cell keeps its class
+    c = None if labels is None else labels.repeat(k).to(device)
     with torch.no_grad():
-        w = torch.cat([G.mapping(zb) for zb in z.split(args.batch)])
+        w = torch.cat([G.mapping(zb) if c is None else G.mapping(zb, cb)
+                       for zb, cb in zip(z.split(args.batch), (z if c is None else c).split(args.batch))])
         if args.trunc != 1:
-            w = G.w_avg.to(w.dtype).lerp(w, args.trunc)
+            centre = G.w_avg if c is None else G.w_avg[c]
+            w = centre.to(w.dtype).lerp(w, args.trunc)
         w = w.view(k, n, -1)
         cols, _ = near_square(n)
         frames = []
@@ -128,4 +174,5 @@ def interpolation_frames(G, cfg, args, device):
     return frames
 
 
-__all__ = ["add_arguments", "run", "latents", "synthesize", "interpolation_frames"]
+__all__ = ["add_arguments", "run", "latents", "synthesize", "class_index", "sample_plan",
+           "interpolation_frames"]
