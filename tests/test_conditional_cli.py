@@ -113,3 +113,30 @@ def test_unconditional_run_rejects_class_options(tmp_path, capsys, labelled):
     assert rc == 2 and "not class-conditional" in err
     rc, _, err = main(["train", "--preset", "tiny", "--set", "classes=a,b", "--dry-run"], capsys)
     assert rc == 2 and "cond=true" in err
+
+
+def test_eval_per_class_on_the_runs_own_data(run, labelled, monkeypatch, capsys):
+    """`vitgan eval RUN --per-class`: --real defaults to the run's data; the samples follow its
+    class proportions (4:6:8); intra-class FID is the mean of the per-class FIDs."""
+    import test_metrics_standins as standins
+
+    monkeypatch.setattr("vitgan.metrics.inception.load_inception", lambda path, device: standins.StandInExtractor())
+    rc, out, err = main(["eval", run, "--per-class", "-n", "18", "--batch", "5", "--device", "cpu", "--json",
+                         "--cache-dir", run.parent / "cache"], capsys)
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["real"] == str(labelled) and r["classes"] == CLASSES and r["class_counts"] == [4, 6, 8]
+    assert r["per_class_n"] == {"bird": [4, 4], "cat": [6, 6], "ship": [8, 8]}
+    assert r["intra_fid"] == pytest.approx(np.mean(list(r["fid_per_class"].values())))
+    rc, out, _ = main(["eval", run, "--per-class", "-n", "18", "--device", "cpu", "--cache-dir",
+                       run.parent / "cache"], capsys)
+    assert rc == 0 and "intra-class FID" in out and "cat" in out
+
+
+def test_bench_times_the_conditional_step(capsys):
+    from vitgan.bench import main as bench_main
+
+    assert bench_main(["--preset", "tiny", "--batch", "2", "--repeats", "1", "--warmup", "0",
+                       "--device", "cpu", "--json", "--set", "cond=true"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["options"]["train"]["cond"] is True and res["step_gflop"] > 0

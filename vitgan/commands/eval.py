@@ -36,7 +36,8 @@ def add_arguments(p):
     p.add_argument("-n", "--n", type=int, required=True, metavar="N",
                    help="number of generated (or fake-side) images; the real side uses min(N, its size). "
                         "Under torchrun write -n N: torchrun takes --n for an abbreviation of its own options")
-    p.add_argument("--real", metavar="PATH|cifar10", help="real images (any source open_dataset reads)")
+    p.add_argument("--real", metavar="PATH|cifar10",
+                   help="real images (any source open_dataset reads); default for a run folder: its training data")
     p.add_argument("--split", default="train", choices=("train", "test"), help="split of --real (default train)")
     p.add_argument("--fake-split", default="train", choices=("train", "test"),
                    help="split of the fake side when it is an image source (default train)")
@@ -66,6 +67,15 @@ def is_checkpoint(source: str) -> bool:
             return True
         return any(p.glob("*.safetensors")) or any(p.glob("*/*.safetensors"))
     return False
+
+
+def run_data(source: str) -> str | None:
+    """A run folder's training data (``training_options.json``), the default --real; else None."""
+    try:
+        options = json.loads((Path(source) / "training_options.json").read_text())
+        return str(options["train"]["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _log(message) -> None:  # stdout is for the result (one JSON object with --json)
@@ -131,6 +141,7 @@ def run(args) -> int:
     from vitgan.metrics.registry import evaluate, needs_real, parse_metrics
 
     names = parse_metrics(args.metrics)
+    args.real = args.real or run_data(args.fake)
     if args.n < 2:
         raise OptionError(f"--n {args.n}: need at least 2 images")
     if args.batch < 1:
