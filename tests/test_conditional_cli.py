@@ -140,3 +140,58 @@ def test_bench_times_the_conditional_step(capsys):
                        "--device", "cpu", "--json", "--set", "cond=true"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["options"]["train"]["cond"] is True and res["step_gflop"] > 0
+
+
+DDP_SCRIPT = """
+import gc, sys, torch, torch.distributed as dist
+from vitgan.config import ModelConfig
+from vitgan.distributed import init_distributed
+from vitgan.train.loop import condition_on_data, open_training_data
+from vitgan.train.options import TrainConfig, resolve_options
+from vitgan.train.run_dir import RunFiles
+from vitgan.train.trainer import Trainer
+opts = resolve_options("tiny", data=sys.argv[1], overrides=dict(a.split("=", 1) for a in sys.argv[3:]), world_size=2)
+cfg, mcfg = TrainConfig.from_dict(opts["train"]), ModelConfig.from_dict(opts["model"])
+d = init_distributed("cpu")
+ds = open_training_data(cfg, mcfg, log=lambda *_: None)
+mcfg = condition_on_data(cfg, mcfg, ds)
+t = Trainer(cfg, mcfg, d, ds, RunFiles(sys.argv[2], rank=d.rank))
+ok = True
+for _ in range(3):
+    t.train_step()
+    # the labels of the last real micro-batch are those of its images (dataset order, this shard)
+    b = t.data.position - 1
+    ok &= torch.equal(t.last_real_c, ds.labels[t.data.indices(b)])
+flat = lambda ts: torch.cat([x.detach().float().flatten() for x in ts])
+mine = {"G": flat(t.G.parameters()), "D": flat(t.D.parameters()), "ok": ok,
+        "c_gen": t.gens["c_gen"].get_state(), "data": t.data.indices(0)}
+every = [None] * d.world_size
+dist.all_gather_object(every, mine)
+if d.rank == 0:
+    a, b = every
+    assert torch.equal(a["G"], b["G"]) and torch.equal(a["D"], b["D"])
+    assert a["ok"] and b["ok"], "labels must travel with their images"
+    assert not torch.equal(a["c_gen"], b["c_gen"]), "fake-label streams must differ per rank"
+    assert not set(a["data"].tolist()) & set(b["data"].tolist())
+    print("COND-RANKS-OK")
+t.data.close(); t.files.close()
+del t, mine, every
+gc.collect()
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+def test_conditional_data_parallel_two_processes(labelled, tmp_path):
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    from test_train_distributed import torchrun
+
+    script = tmp_path / "check.py"
+    script.write_text(DDP_SCRIPT)
+    sets = [a for a in small_args(cond="true", batch_gpu="2", hflip="true") if a != "--set"]
+    proc = torchrun(script, labelled, tmp_path / "R", *sets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "COND-RANKS-OK" in proc.stdout

@@ -18,6 +18,10 @@ micro-batch), each rank reads its own shard of the data and draws its own latent
 augmentations from streams seeded by (seed, rank). The EMA is updated from identical weights,
 so it stays identical on every rank.
 
+Class-conditional (``model_cfg.classes``): the data stream yields (images, labels); the fakes'
+labels are drawn in the data's class proportions from their own per-rank stream (``c_gen``,
+saved with the others), for D's and G's steps alike; the grid shows class r in row r.
+
 The Trainer takes typed, already validated configs; ``vitgan bench`` times this same step.
 Saving, loading and resuming are ``vitgan.train.state``'s; the tick loop is
 ``vitgan.train.loop``'s.
