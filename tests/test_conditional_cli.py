@@ -45,6 +45,21 @@ def test_conditional_run_stores_its_classes(run):
     assert (G.w_avg.abs().sum(1) > 0).all()   # every class's mean w was tracked
 
 
+def test_conditional_resume_is_exact(labelled, tmp_path):
+    """Stopped and resumed == never stopped, bitwise (CPU, deterministic): the fake-label stream
+    and the labelled data position are restored with everything else."""
+    from test_train_helpers import assert_same_tensors, checkpoint_tensors
+
+    extra = dict(cond="true", batch_gpu=4, r1_gamma=0.5, r1_interval=3, fused_attention="false", hflip="true")
+    a, b = tmp_path / "A", tmp_path / "B"
+    assert main(["train", "--preset", "tiny", "--data", labelled, "--kimg", "0.048", "--out", a,
+                 *small_args(**extra)]) == 0
+    assert main(["train", "--preset", "tiny", "--data", labelled, "--kimg", "0.016", "--out", b,
+                 *small_args(**extra)]) == 0
+    assert main(["train", "--resume", b, "--kimg", "0.048"]) == 0
+    assert_same_tensors(checkpoint_tensors(a, 48), checkpoint_tensors(b, 48))
+
+
 def test_resume_a_conditional_run(run, labelled, capsys):
     rc, _, err = main(["train", "--resume", run, "--kimg", "0.048"], capsys)
     assert rc == 0, err
