@@ -334,3 +334,28 @@ def standins_images(G, cfg, n, labels):
     z = torch.randn(n, cfg.z_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         return to_uint8(G.eval()(z, c=labels))
+
+
+class LabelEchoD(torch.nn.Module):
+    """D(x, c) = 10 c + 0 * x: bCR's penalty is zero exactly when each view has its image's label."""
+
+    def __init__(self, cross_sample):
+        super().__init__()
+        self.cross_sample = cross_sample
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, img, c):
+        return 10 * c.float() + self.w + 0 * img.mean((1, 2, 3))
+
+
+@pytest.mark.parametrize("cross_sample", [False, True])
+def test_each_view_is_scored_with_its_images_label(cross_sample):
+    from vitgan.train.loss import ViTGANLoss
+
+    G = lambda z, c: torch.zeros(z.shape[0], 3, 4, 4) + 0 * c[:, None, None, None]  # noqa: E731
+    loss = ViTGANLoss(G, LabelEchoD(cross_sample), None, bcr_real=1.0, bcr_fake=1.0, bcr_transform=lambda x: x)
+    real_c, gen_c = torch.tensor([0, 1, 2, 2]), torch.tensor([1, 0, 0, 1])
+    stats = loss.accumulate_gradients("Dmain", torch.zeros(4, 3, 4, 4), torch.randn(4, 8),
+                                      real_c=real_c, gen_c=gen_c)
+    assert stats["scores/real"] == pytest.approx(12.5) and stats["scores/fake"] == pytest.approx(5.0)
+    assert stats["loss/bcr_real"] == 0 and stats["loss/bcr_fake"] == 0

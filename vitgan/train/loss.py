@@ -50,6 +50,10 @@ of D's real and fake logits, kept as device tensors: first set to the first batc
 updated before each penalty (as the reference code does), one update per ``"Dmain"`` call. They
 are per-rank state; ``state_dict()`` / ``load_state_dict()`` save and restore them.
 
+Class-conditional G and D: ``real_c`` (the reals' class indices) and ``gen_c`` (the classes to
+generate) go to G and D as ``G(z, c=gen_c)``, ``D(x, c)``; every view D sees (DiffAugment's, bCR's
+and R1's) is scored with its own image's label.
+
 Mixed precision: with ``autocast_dtype`` set, G's and D's forwards run under
 ``torch.autocast(device_type, dtype)``; augmentation runs on float32 images and every loss and
 penalty is computed in float32. With float16, pass the gradient scaler's scale as ``gain`` (a
@@ -205,15 +209,17 @@ class ViTGANLoss:
         nr, nf = real.shape[0], fake.shape[0]
         views = self._aug(torch.cat([real, fake]))  # one augment call
         parts, sizes = [views], [nr, nf]
-        labels = None if real_c is None else [real_c, gen_c]  # one label per row of each part
+        labels = [real_c, gen_c]  # per group of views: each view keeps its image's labels
         if self.bcr_real > 0:
             parts.append(self.bcr_transform(views[:nr]))
             sizes.append(nr)
-            labels = labels and labels + [real_c]
+            labels.append(real_c)
         if self.bcr_fake > 0:
             parts.append(self.bcr_transform(views[nr:]))
             sizes.append(nf)
-            labels = labels and labels + [gen_c]
+            labels.append(gen_c)
+        if real_c is None:
+            labels = None  # unconditional
         if self.cross_sample:  # one D forward per group of views (minibatch statistics)
             groups = [views[:nr], views[nr:], *parts[1:]]
             split = [self._run_D(v, None if labels is None else labels[i]) for i, v in enumerate(groups)]
