@@ -359,3 +359,18 @@ def test_each_view_is_scored_with_its_images_label(cross_sample):
                                       real_c=real_c, gen_c=gen_c)
     assert stats["scores/real"] == pytest.approx(12.5) and stats["scores/fake"] == pytest.approx(5.0)
     assert stats["loss/bcr_real"] == 0 and stats["loss/bcr_fake"] == 0
+
+
+def test_intra_class_fid_needs_reals_of_the_same_classes():
+    from vitgan.errors import OptionError
+    from vitgan.metrics.registry import evaluate
+
+    G = build_generator(ModelConfig(**{**SMALL, "resolution": 8}, classes=list(CLASSES)))
+    other = LabelledTensors(standins.random_images(6), torch.tensor([0, 1] * 3), ["a", "b"])
+    ext = standins.StandInExtractor()
+    with pytest.raises(OptionError, match="labelled with the generator's classes"):
+        evaluate(["fid"], fake=G, real=other, n=6, inception=ext, per_class=True)
+    assert ext.calls == 0                                # refused before any feature work
+    # without --per-class, reals of other classes are fine: the fakes are then uniform over classes
+    result = evaluate(["fid"], fake=G, real=other, n=6, inception=ext)
+    assert result.class_counts == [2, 2, 2]

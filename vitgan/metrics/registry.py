@@ -154,6 +154,10 @@ def evaluate(metrics, *, fake, real=None, n: int, batch: int = 64, device="cpu",
     labels = None
     if per_class and not (classes and isinstance(fake, torch.nn.Module) and real is not None):
         raise OptionError("intra-class FID needs a class-conditional generator and real images")
+    if per_class and cond.dataset_classes(real) != classes:  # checked on every rank, before any work
+        raise OptionError(f"intra-class FID needs real images labelled with the generator's classes "
+                          f"({', '.join(classes)}); {getattr(real, 'path', 'the real set')} has "
+                          f"{', '.join(cond.dataset_classes(real) or ['no labels'])}")
     if classes and isinstance(fake, torch.nn.Module):
         labels = cond.generation_labels(n, cond.real_proportions(real, classes), seed=seed)
     if isinstance(fake, torch.nn.Module):
@@ -171,10 +175,6 @@ def evaluate(metrics, *, fake, real=None, n: int, batch: int = 64, device="cpu",
     d = distributed.current()
     values = compute_metrics(fake_set, real_set, names, seed=seed) if d.is_main else None
     if per_class and d.is_main:
-        if cond.dataset_classes(real) != classes:
-            raise OptionError(f"intra-class FID needs real images labelled with the generator's classes "
-                              f"({', '.join(classes)}); {getattr(real, 'path', 'the real set')} has "
-                              f"{', '.join(cond.dataset_classes(real) or ['no labels'])}")
         real_labels = real.labels[torch.as_tensor(subset_indices(len(real), n), dtype=torch.long)]
         values.update(cond.intra_class_fid(fake_set.features, labels, real_set.features, real_labels, classes))
     # rank 0 computes (the 2048x2048 eigendecompositions once), every rank returns it
