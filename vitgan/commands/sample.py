@@ -137,8 +137,9 @@ def run(args) -> int:
         with writing(out):
             out.parent.mkdir(parents=True, exist_ok=True)
             grid_image(images, nrow=cols).save(out)
-        what = f", one row per class ({', '.join(cfg.classes)})" if args.cls == "all" else \
-            f", class {cfg.classes[int(labels[0])]}" if labels is not None and args.cls is not None else ""
+        what = ("" if labels is None else f", one row per class ({', '.join(cfg.classes)})" if args.cls == "all"
+                else f", class {cfg.classes[int(labels[0])]}" if args.cls is not None
+                else f", classes in turn ({', '.join(cfg.classes)}; pick one with --class)")
         print(f"wrote {out}: {len(seeds)} samples, {cols} per row{what}")
     return 0
 

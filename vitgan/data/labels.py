@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from vitgan.errors import UserError
 
 LABEL_FILE = "dataset.json"
@@ -80,8 +82,6 @@ def dataset_classes(ds) -> list[str] | None:
 
 def class_counts(ds, num_classes: int) -> list[int]:
     """Images per class (labels 0..num_classes-1) of a dataset with labels."""
-    import torch
-
     return torch.bincount(torch.as_tensor(ds.labels), minlength=num_classes)[:num_classes].tolist()
 
 
