@@ -294,3 +294,35 @@ def test_mismatched_weights_are_one_user_error(tmp_path):
     (tmp_path / "hub" / "config.json").write_text(json.dumps({**config, "g_dim": 32}))
     with pytest.raises(UserError, match="does not hold the weights its config.json describes"):
         Generator.from_pretrained(tmp_path / "hub")
+
+
+
+def test_export_of_a_conditional_run_hub_and_onnx(tmp_path):
+    """A class-conditional run exports too: its Hub folder samples the classes in turn (what
+    `vitgan sample` draws, byte for byte), and the ONNX graph takes class_labels and matches
+    PyTorch per class, with truncation toward each class's mean w."""
+    pytest.importorskip("onnxruntime")
+    from vitgan.export.onnx_file import onnx_session, run_onnx
+
+    data = tmp_path / "data"
+    for name in ("cat", "ship"):
+        make_images(data / name, n=4)
+    run, hub = tmp_path / "R", tmp_path / "hub"
+    assert main(["train", "--preset", "tiny", "--data", data, "--out", run, "--kimg", "0.016",
+                 *small_args(cond="true")]) == 0
+    assert main(["export", run, "--out", hub, "--format", "hub,onnx"]) == 0
+    assert main(["sample", run, "--n", "16", "--out", tmp_path / "run.png"]) == 0
+    assert (hub / "samples.png").read_bytes() == (tmp_path / "run.png").read_bytes()
+    G, cfg = ckpt.load_generator(hub, log=lambda m: None)
+    assert cfg.classes == ["cat", "ship"]
+    session = onnx_session(hub / "model.onnx")
+    assert [i.name for i in session.get_inputs()] == ["z", "truncation_psi", "class_labels"]
+    z = torch.randn(4, cfg.z_dim)
+    for c in (torch.tensor([0, 1, 1, 0]), torch.tensor([1, 1, 1, 1])):
+        for psi in (1.0, 0.5):
+            with torch.no_grad():
+                ref = G.eval()(z, truncation_psi=psi, c=c)
+            assert float((run_onnx(session, z, psi, c) - ref).abs().max()) < ONNX_TOLERANCE
+    with torch.no_grad():  # the class input is really used
+        assert not torch.allclose(run_onnx(session, z, 1.0, torch.zeros(4, dtype=torch.long)),
+                                  run_onnx(session, z, 1.0, torch.ones(4, dtype=torch.long)))

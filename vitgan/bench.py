@@ -127,7 +127,11 @@ def build(args):
     n = max(cfg.batch, 64)
     images = torch.randint(0, 256, (n, model_cfg.channels, model_cfg.resolution, model_cfg.resolution),
                            dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    trainer = Trainer(cfg, model_cfg, Dist(device=torch.device(args.device)), _InMemory(images))
+    data = _InMemory(images)
+    if cfg.cond:  # class-conditional: ten classes, what `vitgan train` takes from labelled data
+        model_cfg = model_cfg.replace(classes=[f"class{k}" for k in range(10)])
+        data.labels, data.classes = torch.arange(n) % 10, model_cfg.classes
+    trainer = Trainer(cfg, model_cfg, Dist(device=torch.device(args.device)), data)
     return options, trainer
 
 
@@ -136,6 +140,7 @@ class _InMemory:
 
     def __init__(self, images: torch.Tensor):
         self.images, self.name, self.fingerprint = images, "random", None
+        self.labels = self.classes = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -144,16 +149,17 @@ class _InMemory:
         return self.images[i]
 
 
-def count_step_flops(G, D, real, z, dtype, device, options: TrainConfig | None = None) -> int:
+def count_step_flops(G, D, real, z, dtype, device, options: TrainConfig | None = None, c=None) -> int:
     """FLOPs of one D step + one G step (forward and backward), on the reference paths, with
-    the loss weights and augmentation of ``options`` (default: TrainConfig's)."""
+    the loss weights and augmentation of ``options`` (default: TrainConfig's); ``c``: class
+    labels of a conditional G and D."""
     cfg = options or TrainConfig()
     loss = ViTGANLoss(G, D, augment=DiffAugment(cfg.augment, p=cfg.augment_p), bcr_real=cfg.bcr_real,
                       bcr_fake=cfg.bcr_fake, lecam_weight=cfg.lecam_weight, autocast_dtype=dtype,
                       device_type=device.type)
     with reference_paths(G, D), FlopCounterMode(display=False) as counter:
-        loss.accumulate_gradients("Dmain", real, z)
-        loss.accumulate_gradients("Gmain", real, z)
+        loss.accumulate_gradients("Dmain", real, z, real_c=c, gen_c=c)
+        loss.accumulate_gradients("Gmain", real, z, gen_c=c)
     G.zero_grad(set_to_none=True)
     D.zero_grad(set_to_none=True)
     return counter.get_total_flops()
@@ -167,17 +173,19 @@ def measure(args) -> dict:
     B = cfg.batch
     real = torch.rand(B, mcfg.channels, mcfg.resolution, mcfg.resolution, device=device) * 2 - 1
     z = torch.randn(B, mcfg.z_dim, device=device)
+    c = (torch.arange(B, device=device) % mcfg.num_classes) if mcfg.classes else None
+    kw = {} if c is None else {"c": c}
 
     def autocast():
         return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
 
     def g_forward():
         with torch.no_grad(), autocast():
-            t.G_run(z)
+            t.G_run(z, **kw)
 
     def d_fwd_bwd():
         with autocast():
-            out = t.D_run(real)
+            out = t.D_run(real, **kw)
         out.float().sum().backward()
         t.D.zero_grad(set_to_none=True)
 
@@ -205,7 +213,7 @@ def measure(args) -> dict:
     peak = max(peak_before, matmul_peak_flops(device, dtype))
     profile_table = profile_step(t.train_step, args.profile) if args.profile else None
     # FLOPs of one D step + G step, counted on the eager modules' reference paths.
-    step_flops = count_step_flops(t.G, t.D, real, z, dtype, device, options=cfg)
+    step_flops = count_step_flops(t.G, t.D, real, z, dtype, device, options=cfg, c=c)
     achieved = step_flops / (step_ms / 1e3)
     res = {
         "step": "Trainer.train_step", "options": options,

@@ -12,7 +12,7 @@ import json
 import math
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vitgan.errors import OptionError
 
@@ -90,6 +90,8 @@ class ModelConfig:
     d_qk_gain: float | None = None   # equalised L2 attention in D: gain c of the tied W_qk;
                                      # None = (2 sqrt(d_h))^-1/2 (layers/attention.py says why);
                                      # 1.0 = plain fan-in scale (configs saved before: 1.0)
+    # --- class-conditional models (``--set cond=true`` fills this from the data's labels) ---
+    classes: list[str] = field(default_factory=list)  # class names in label order; [] = unconditional
     # --- implementation (does not change the function computed, only how) ---
     fused_attention: bool = True     # scaled_dot_product_attention path; False = reference math
     fused_inr: bool = True           # INR head as a few large matmuls; False = per-patch weights
@@ -101,6 +103,11 @@ class ModelConfig:
     @property
     def d_patch(self) -> int:
         return self.d_patch_size or self.patch_size
+
+    @property
+    def num_classes(self) -> int:
+        """0 for an unconditional model, else the number of classes G and D are conditioned on."""
+        return len(self.classes)
 
     @property
     def g_tokens(self) -> int:
@@ -159,6 +166,13 @@ class ModelConfig:
                 raise OptionError(
                     f"{heads_name}={heads} does not divide {dim_name}={dim}; use one of "
                     f"{', '.join(str(d) for d in _divisors(dim) if d <= 32)}")
+        if not isinstance(self.classes, list) or not all(isinstance(c, str) and c for c in self.classes):
+            raise OptionError(f"classes must be a list of non-empty class names, got {self.classes!r}")
+        if len(set(self.classes)) != len(self.classes):
+            raise OptionError(f"classes has repeated names: {self.classes}")
+        if self.classes and self.mapping_layers == 0:
+            raise OptionError("a class-conditional generator needs mapping_layers >= 1 "
+                              "(the class embedding is concatenated with z before the mapping MLP)")
         if self.d_conv_kernel % 2 == 0:
             raise OptionError(f"d_conv_kernel must be odd, got {self.d_conv_kernel}")
 

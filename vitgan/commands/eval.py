@@ -9,6 +9,11 @@ with --seed) or any image source that ``vitgan.data.open_dataset`` reads (N imag
 --split; when a source has more images than N, a fixed random subset of N is used (see
 docs/metrics.md). Real statistics are cached under --cache-dir. With --json, one JSON object
 on stdout; progress and warnings go to stderr.
+
+A class-conditional run generates its classes in the proportions of the --real images (when they
+carry the run's class names; else uniformly). ``--per-class`` adds intra-class FID: the FID of
+each class's samples against that class's real images (from the same N samples and N reals,
+split by class), averaged over the classes (``vitgan.metrics.conditional``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ def add_arguments(p):
     p.add_argument("-n", "--n", type=int, required=True, metavar="N",
                    help="number of generated (or fake-side) images; the real side uses min(N, its size). "
                         "Under torchrun write -n N: torchrun takes --n for an abbreviation of its own options")
-    p.add_argument("--real", metavar="PATH|cifar10", help="real images (any source open_dataset reads)")
+    p.add_argument("--real", metavar="PATH|cifar10",
+                   help="real images (any source open_dataset reads); default for a run folder: its training data")
     p.add_argument("--split", default="train", choices=("train", "test"), help="split of --real (default train)")
     p.add_argument("--fake-split", default="train", choices=("train", "test"),
                    help="split of the fake side when it is an image source (default train)")
@@ -48,6 +54,8 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="latent seed for generator samples (default 0)")
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (default 1.0: none)")
     p.add_argument("--cache-dir", default=None, help="reference statistics cache (default ~/.cache/vitgan/stats)")
+    p.add_argument("--per-class", action="store_true",
+                   help="class-conditional runs: also intra-class FID (FID per class, averaged)")
 
 
 def is_checkpoint(source: str) -> bool:
@@ -61,6 +69,15 @@ def is_checkpoint(source: str) -> bool:
             return True
         return any(p.glob("*.safetensors")) or any(p.glob("*/*.safetensors"))
     return False
+
+
+def run_data(source: str) -> str | None:
+    """A run folder's training data (``training_options.json``), the default --real; else None."""
+    try:
+        options = json.loads((Path(source) / "training_options.json").read_text())
+        return str(options["train"]["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _log(message) -> None:  # stdout is for the result (one JSON object with --json)
@@ -126,12 +143,15 @@ def run(args) -> int:
     from vitgan.metrics.registry import evaluate, needs_real, parse_metrics
 
     names = parse_metrics(args.metrics)
+    args.real = args.real or run_data(args.fake)
     if args.n < 2:
         raise OptionError(f"--n {args.n}: need at least 2 images")
     if args.batch < 1:
         raise OptionError(f"--batch {args.batch}: must be at least 1")
     if needs_real(names) and not args.real:
         raise OptionError(f"--real PATH|cifar10 is required for {', '.join(needs_real(names))}")
+    if args.per_class and not args.real:
+        raise OptionError("--per-class compares each class with its real images: give --real PATH|cifar10")
     dev = _device(args.device)
     d = init_distributed(dev.type if dev.index is None else str(dev))  # torchrun: cuda:LOCAL_RANK
     try:
@@ -143,6 +163,8 @@ def run(args) -> int:
             fake, cfg = _load_generator(args.fake, d.device)
             resolution, channels = cfg.resolution, cfg.channels
             report.update(fake=str(args.fake), fake_kind="checkpoint", seed=args.seed, truncation=args.truncation)
+            if args.per_class and not cfg.classes:
+                raise OptionError(f"--per-class: {args.fake} is not class-conditional (train with --set cond=true)")
         else:
             resolution = args.resolution or native_resolution(args.fake, args.fake_split)
             channels = 3
@@ -150,7 +172,9 @@ def run(args) -> int:
             if len(fake) < args.n:
                 raise UserError(f"{args.fake} ({args.fake_split}) has {len(fake)} images, fewer than --n {args.n}")
             report.update(fake=str(args.fake), fake_kind="images", fake_split=args.fake_split)
-        if needs_real(names):
+            if args.per_class:
+                raise OptionError("--per-class needs a class-conditional checkpoint or run folder")
+        if needs_real(names) or args.per_class:
             real_ds = _open(args.real, resolution=resolution, channels=channels, split=args.split,
                             max_images=args.n)
             if len(real_ds) < 2:
@@ -159,9 +183,11 @@ def run(args) -> int:
         result = evaluate(names, fake=fake, real=real_ds, n=args.n, batch=args.batch, device=d.device,
                           seed=args.seed, truncation_psi=args.truncation, inception=args.inception,
                           cache_dir=args.cache_dir, fake_split=args.fake_split, real_split=args.split,
-                          progress=True)
+                          progress=True, per_class=args.per_class)
         if result.n_real is not None:
             report.update(real=str(args.real), split=args.split, n_real=result.n_real)
+        if result.class_counts is not None:
+            report.update(classes=list(cfg.classes), class_counts=result.class_counts)
         if not d.is_main:
             return 0
         report = {**result.values, "n": result.n_fake, **report, "resolution": resolution,
@@ -199,4 +225,12 @@ def _print_human(r: dict) -> None:
     if "density" in r:
         print(f"density  {r['density']:.4f}")
         print(f"coverage {r['coverage']:.4f}")
+    if "class_counts" in r:
+        print("classes: " + ", ".join(f"{c} {k}" for c, k in zip(r["classes"], r["class_counts"]))
+              + " samples")
+    if "intra_fid" in r:
+        print(f"intra-class FID {r['intra_fid']:.4f} (mean over classes)")
+        for name, v in r["fid_per_class"].items():
+            nf, nr = r["per_class_n"][name]
+            print(f"  {name:<12} {'n/a' if v is None else f'{v:.4f}'} ({nf} fake, {nr} real)")
     print(f"time     {r['seconds']} s", file=sys.stdout)

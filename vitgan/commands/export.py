@@ -118,7 +118,8 @@ def run(args) -> int:
         print(f"load it: Generator.from_pretrained({str(out)!r}) or vitgan sample {out} --n 16 --out grid.png; "
               f"share it: Generator.from_pretrained({str(out)!r}).push_to_hub('user/name')")
     if "onnx" in formats:
-        print(f"model.onnx: inputs z (batch, {src.cfg.z_dim}) float32, truncation_psi () float32 -> images "
+        cond = f", class_labels (batch,) int64 (0-{len(src.cfg.classes) - 1})" if src.cfg.classes else ""
+        print(f"model.onnx: inputs z (batch, {src.cfg.z_dim}) float32, truncation_psi () float32{cond} -> images "
               f"(batch, {src.cfg.channels}, {src.cfg.resolution}, {src.cfg.resolution}); onnxruntime vs PyTorch "
               f"on 4 latents: max |diff| {diff:.2e} (accepted below {ONNX_TOLERANCE:g})")
     return 0

@@ -9,6 +9,11 @@ Sample i uses the latent drawn from seed ``S + i``, so ``--seed 5 --n 1`` is sam
 With ``--interp STEPS`` each of the ``--n`` cells walks through ``--keyframes`` random latents
 and back to the first (a seamless loop), interpolating linearly in w space, ``STEPS`` frames
 between keyframes.
+
+A class-conditional run (``--set cond=true``): ``--class cat`` (a name or an index) gives every
+sample that class, truncated toward that class's mean w; ``--class all`` writes one row per
+class, ``--n`` samples each, the same latents in every row. Without ``--class``, sample i is of
+class i mod K.
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ def add_arguments(p) -> None:
     p.add_argument("--fps", type=float, default=20.0, help="GIF frame rate (--interp)")
     p.add_argument("--batch", type=int, default=64, help="generator batch size")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--class", dest="cls", default=None, metavar="NAME|INDEX|all",
+                   help="class-conditional runs: the class to sample, or 'all' for one row per class")
 
 
 def __getattr__(name):  # latents / synthesize live in vitgan.models.sampling (torch: imported lazily)
-    if name in ("latents", "synthesize"):
+    if name in ("latents", "synthesize", "class_index", "sample_plan"):
         from vitgan.models import sampling
         return getattr(sampling, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -63,7 +70,7 @@ def run(args) -> int:
                           f"sample, or FILE.gif with --interp STEPS")
 
     from vitgan.distributed import resolve_device
-    from vitgan.models.sampling import latents, synthesize
+    from vitgan.models.sampling import latents, sample_plan, synthesize
     from vitgan.train.checkpoint import load_generator
     from vitgan.train.run_dir import grid_image, near_square, writing
 
@@ -78,20 +85,24 @@ def run(args) -> int:
         print(f"wrote {out}: {len(frames)} frames of {args.n} cell(s)")
         return 0
 
-    seeds = range(args.seed, args.seed + args.n)
-    images = synthesize(G, latents(seeds, cfg.z_dim), args.trunc, args.batch, device)
+    seeds, labels, cols = sample_plan(cfg, args.cls, args.seed, args.n)
+    images = synthesize(G, latents(seeds, cfg.z_dim), args.trunc, args.batch, device, labels)
+    names = [""] * len(seeds) if labels is None else [f"-{cfg.classes[k]}" for k in labels.tolist()]
     if as_dir:
         with writing(out):
             out.mkdir(parents=True, exist_ok=True)
-            for s, img in zip(seeds, images):
-                grid_image(img[None], nrow=1).save(out / f"seed{s:06d}.png")
-        print(f"wrote {args.n} images to {out}/")
+            for s, name, img in zip(seeds, names, images):
+                grid_image(img[None], nrow=1).save(out / f"seed{s:06d}{name}.png")
+        print(f"wrote {len(seeds)} images to {out}/")
     else:
-        cols, _ = near_square(args.n)
+        cols = cols or near_square(len(seeds))[0]
         with writing(out):
             out.parent.mkdir(parents=True, exist_ok=True)
             grid_image(images, nrow=cols).save(out)
-        print(f"wrote {out}: {args.n} samples, {cols} per row")
+        what = ("" if labels is None else f", one row per class ({', '.join(cfg.classes)})" if args.cls == "all"
+                else f", class {cfg.classes[int(labels[0])]}" if args.cls is not None
+                else f", classes in turn ({', '.join(cfg.classes)}; pick one with --class)")
+        print(f"wrote {out}: {len(seeds)} samples, {cols} per row{what}")
     return 0
 
 
@@ -99,16 +110,22 @@ def interpolation_frames(G, cfg, args, device):
     """PIL frames: each cell lerps in w space through ``keyframes`` latents, looping."""
     import torch
 
-    from vitgan.models.sampling import latents
+    from vitgan.models.sampling import latents, sample_plan
     from vitgan.train.run_dir import grid_image, near_square
 
     n, k, steps = args.n, args.keyframes, args.interp
+    if args.cls == "all":
+        raise OptionError("--interp walks one class per cell: give --class NAME or leave it out")
     seeds = [args.seed + j * n + c for j in range(k) for c in range(n)]  # keyframe-major
     z = latents(seeds, cfg.z_dim).to(device)
+    _, labels, _ = sample_plan(cfg, args.cls, args.seed, n)  # each cell keeps its class
+    c = None if labels is None else labels.repeat(k).to(device)
     with torch.no_grad():
-        w = torch.cat([G.mapping(zb) for zb in z.split(args.batch)])
+        w = torch.cat([G.mapping(zb) if c is None else G.mapping(zb, cb)
+                       for zb, cb in zip(z.split(args.batch), (z if c is None else c).split(args.batch))])
         if args.trunc != 1:
-            w = G.w_avg.to(w.dtype).lerp(w, args.trunc)
+            centre = G.w_avg if c is None else G.w_avg[c]
+            w = centre.to(w.dtype).lerp(w, args.trunc)
         w = w.view(k, n, -1)
         cols, _ = near_square(n)
         frames = []
@@ -121,4 +138,5 @@ def interpolation_frames(G, cfg, args, device):
     return frames
 
 
-__all__ = ["add_arguments", "run", "latents", "synthesize", "interpolation_frames"]
+__all__ = ["add_arguments", "run", "latents", "synthesize", "class_index", "sample_plan",
+           "interpolation_frames"]

@@ -28,7 +28,9 @@ random subset (seed 0) in the original order.
 
 Order and labels: images are in sorted path order (key order for LMDB, array order for CIFAR and
 .npz). ``ds.labels`` / ``ds.classes`` come from the first folder level below the split, CIFAR's
-labels, or a ``y`` / ``labels`` array in a .npz; None when there are none.
+labels, or a ``y`` / ``labels`` array in a .npz; None when there are none. A ``dataset.json`` at the
+top of a folder, .zip or .tar (StyleGAN2-ADA's ``{"labels": [[path, label], ...]}``) gives the
+labels instead, with class names "0".."K-1" (``vitgan.data.labels``).
 
 Conversions (``vitgan.data.image``): the centred square crop of side min(w, h) is resized to
 resolution x resolution with Lanczos (= shorter side to the resolution, then centre crop);

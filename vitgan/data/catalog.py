@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import os
 import socket
+import tarfile
 import zipfile
 
 from vitgan.data import cifar
 from vitgan.data.image import is_image_name
 from vitgan.data.archives import TarSource, ZipSource, _archive_error, list_tar
+from vitgan.data.labels import LABEL_FILE, apply_label_file
 from vitgan.data.sources import (
+    ARCHIVE_ERRORS,
     TAR_SUFFIXES,
     FolderSource,
     LmdbSource,
@@ -84,7 +87,12 @@ def open_path(path: str, split: str) -> Source:
             return cifar.read_cifar(os.path.join(path, cifar.FOLDER), split, name="cifar10")
         if _celeba_images(path) is not None:
             return open_celeba(path, split, False, print)
-        return FolderSource(path, split)
+        src = FolderSource(path, split)
+        label_file = os.path.join(path, LABEL_FILE)
+        if os.path.isfile(label_file):
+            with open(label_file, "rb") as f:
+                apply_label_file(src, f.read(), label_file)
+        return src
     if not os.path.isfile(path):
         raise UserError(f"{path} is not a regular file or folder; pass the path of {FORMATS}")
     if not os.access(path, os.R_OK):
@@ -105,15 +113,32 @@ def open_path(path: str, split: str) -> Source:
             raise _archive_error(path, err) from None
         if any(cifar.is_cifar_member(n) for n in names):
             return cifar.read_cifar(path, split, name="cifar10")
-        return ZipSource(path, split)
+        src = ZipSource(path, split)
+        if LABEL_FILE in names:
+            with zipfile.ZipFile(path) as zf:
+                apply_label_file(src, zf.read(LABEL_FILE), f"{path}:{LABEL_FILE}")
+        return src
     if low.endswith(TAR_SUFFIXES):
         members = list_tar(path)
         if any(m.isfile() and cifar.is_cifar_member(m.name) for m in members):
             return cifar.read_cifar(path, split, name="cifar10")
-        return TarSource(path, split, members=members)
+        src = TarSource(path, split, members=members)
+        label_member = next((m for m in members if m.isfile()
+                             and m.name in (LABEL_FILE, f"./{LABEL_FILE}")), None)
+        if label_member is not None:
+            apply_label_file(src, _read_tar_member(path, label_member), f"{path}:{LABEL_FILE}")
+        return src
     if is_image_name(base):
         raise UserError(f"{path} is a single image; pass the folder that holds the images")
     raise UserError(f"{path}: unknown data format (by its name); pass {FORMATS}")
+
+
+def _read_tar_member(path: str, member) -> bytes:
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            return tf.extractfile(member).read()
+    except ARCHIVE_ERRORS as err:
+        raise _archive_error(path, err) from None
 
 
 # ---------------------------------------------------------------------------------- CelebA

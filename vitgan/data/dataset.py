@@ -230,6 +230,19 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, index) -> torch.Tensor:
         if self.images is not None:
             return self.images[index]
+        return self._read(index)[0]
+
+    def labelled(self, index) -> tuple[torch.Tensor, int]:
+        """(image, its class index): the label of the image actually returned, also when a lazy
+        dataset replaced an unreadable image by the next readable one."""
+        if self.labels is None:
+            raise UserError(f"{self.path}: the dataset has no class labels")
+        if self.images is not None:
+            return self.images[index], int(self.labels[index])
+        image, j = self._read(index)
+        return image, int(self.labels[j])
+
+    def _read(self, index) -> tuple[torch.Tensor, int]:
         n = len(self.source)
         i = int(index)
         if i < 0:
@@ -240,7 +253,7 @@ class ImageDataset(torch.utils.data.Dataset):
             j = (i + attempt) % n
             a, err = _try_decode(self.source.read(j), self.resolution, self.channels, self.source.crop)
             if a is not None:
-                return torch.from_numpy(a)
+                return torch.from_numpy(a), j
             self.skipped += 1
             if self.skipped & (self.skipped - 1) == 0:  # 1, 2, 4, 8, ... lines at most
                 log = self._log or (lambda m: print(m, file=sys.stderr))

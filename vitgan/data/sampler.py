@@ -6,7 +6,9 @@ rank r takes every world_size-th entry of it from position r (the first
 twice in an epoch). Batches run on across epoch ends, so a dataset smaller than a batch works.
 Batch b of the stream is a pure function of (seed, rank, world_size, b): a run resumed with
 ``start=b`` sees exactly the batches it would have seen. Horizontal flips (``hflip=True``) flip
-each image with probability 1/2, drawn from (seed, rank, b) as well.
+each image with probability 1/2, drawn from (seed, rank, b) as well. With ``labels=True`` (a
+dataset with ``ds.labels``) each batch is ``(images, class indices (B,) int64)``: the labels are
+taken by the same indices, so they travel with their images through every shard and epoch.
 
 In-memory datasets are batched by tensor indexing (moved once to ``device`` when the images fit
 in ``DEVICE_CACHE_LIMIT`` bytes); lazy ones through a DataLoader with worker processes. Nothing
@@ -39,7 +41,8 @@ class BatchStream:
     """
 
     def __init__(self, ds, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
-                 hflip: bool = False, device="cpu", start: int = 0, num_workers: int | None = None):
+                 hflip: bool = False, device="cpu", start: int = 0, num_workers: int | None = None,
+                 labels: bool = False):
         if batch_size < 1:
             raise UserError(f"batch size must be positive, not {batch_size}")
         if not 0 <= rank < world_size:
@@ -55,12 +58,16 @@ class BatchStream:
             raise UserError(f"the dataset has {len(ds)} images, fewer than the {world_size} processes reading it")
         self._epoch, self._shard = None, None
         self._loader = None
-        self._images = None
+        self._images = self._labels = None
+        self.labels = bool(labels)
+        if self.labels and getattr(ds, "labels", None) is None:
+            raise UserError(f"{getattr(ds, 'path', 'the dataset')} has no class labels to batch")
         if getattr(ds, "images", None) is not None:
             images = ds.images
             if self.device.type != "cpu" and images.numel() <= DEVICE_CACHE_LIMIT:
                 images = images.to(self.device)
             self._images = images
+            self._labels = ds.labels.to(images.device) if self.labels else None
         else:
             if num_workers is None:
                 try:
@@ -99,10 +106,13 @@ class BatchStream:
     def __iter__(self):
         return self
 
-    def __next__(self) -> torch.Tensor:
+    def __next__(self):
         b = self.position
+        c = None
         if self._images is not None:
             idx = self.indices(b)
+            if self.labels:
+                c = self._labels[self._to_device(idx, self._labels.device)]
             if self._images.device.type == "cpu" and self.device.type == "cuda":
                 # too big for the device cache: gather straight into pinned memory, copy async
                 out = torch.empty((len(idx), *self._images.shape[1:]), dtype=self._images.dtype,
@@ -112,12 +122,14 @@ class BatchStream:
                 x = self._images[self._to_device(idx, self._images.device)]
         else:
             x = next(self._lazy_iter())  # pinned by the DataLoader when the device is CUDA
+            if self.labels:
+                x, c = x
         x = self._to_device(x, self.device)
         if self.hflip:
             mask = self._to_device(self.flips(b), x.device)
             x = torch.where(mask[:, None, None, None], x.flip(3), x)
         self.position = b + 1
-        return x
+        return x if c is None else (x, self._to_device(c, self.device))
 
     @staticmethod
     def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -136,7 +148,7 @@ class BatchStream:
         if self._loader is None:
             sampler = _BatchIndices(self, self.position)
             loader = torch.utils.data.DataLoader(
-                self.ds, batch_sampler=sampler, num_workers=self.num_workers,
+                _Labelled(self.ds) if self.labels else self.ds, batch_sampler=sampler, num_workers=self.num_workers,
                 pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0,
                 prefetch_factor=4 if self.num_workers > 0 else None,
             )
@@ -152,6 +164,19 @@ class BatchStream:
             self._loader = None
 
 
+class _Labelled(torch.utils.data.Dataset):
+    """(image, label) items of a lazy dataset, for the DataLoader (``ImageDataset.labelled``)."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        return self.ds.labelled(i) if hasattr(self.ds, "labelled") else (self.ds[i], int(self.ds.labels[i]))
+
+
 class _BatchIndices(torch.utils.data.Sampler):
     def __init__(self, stream: BatchStream, start: int):
         self.stream, self.start = stream, start
@@ -165,9 +190,10 @@ class _BatchIndices(torch.utils.data.Sampler):
 
 def infinite_batches(ds, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
                      hflip: bool = False, device="cpu", start: int = 0,
-                     num_workers: int | None = None) -> BatchStream:
+                     num_workers: int | None = None, labels: bool = False) -> BatchStream:
     """Endless uint8 (B, C, H, W) batches of ``ds``: shuffled per epoch from ``seed``, rank
     ``rank`` of ``world_size`` reading its own disjoint shard, optionally flipped; ``start``
-    skips that many batches (resume). Returns a ``BatchStream`` (an iterator)."""
+    skips that many batches (resume); ``labels``: batches are (images, class indices). Returns a
+    ``BatchStream`` (an iterator)."""
     return BatchStream(ds, batch_size, seed=seed, rank=rank, world_size=world_size, hflip=hflip,
-                       device=device, start=start, num_workers=num_workers)
+                       device=device, start=start, num_workers=num_workers, labels=labels)

@@ -90,9 +90,11 @@ def card_kwargs(src: Source, role: str, module) -> dict:
 
 
 def write_samples(G, cfg, path: Path, device="cpu") -> None:
-    from vitgan.models.sampling import latents, synthesize
+    from vitgan.models.sampling import latents, sample_plan, synthesize
 
-    images = synthesize(G, latents(SAMPLE_SEEDS, cfg.z_dim), 1.0, 64, device)
+    # a conditional G: classes in turn, as `vitgan sample THIS_FOLDER` draws them
+    _, labels, _ = sample_plan(cfg, None, SAMPLE_SEEDS[0], len(SAMPLE_SEEDS))
+    images = synthesize(G, latents(SAMPLE_SEEDS, cfg.z_dim), 1.0, 64, device, labels)
     cols, _ = near_square(len(SAMPLE_SEEDS))
     grid_image(images, nrow=cols).save(path)
 

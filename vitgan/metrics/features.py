@@ -69,8 +69,10 @@ def _run(extractor, batches, count: int, n: int, want_logits: bool, desc: str | 
 @torch.inference_mode()
 def generator_features(extractor, G, n: int, *, batch: int = 64, device="cpu", seed: int = 0,
                        truncation_psi: float = 1.0, want_logits: bool = False,
-                       desc: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Features (n, 2048) float64 (and logits) of ``n`` samples of ``G(z, truncation_psi)``."""
+                       desc: str | None = None, labels: torch.Tensor | None = None,
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features (n, 2048) float64 (and logits) of ``n`` samples of ``G(z, truncation_psi)``;
+    ``labels``: the n class indices of a conditional G's samples (``G(z, c=labels[i])``)."""
     mine = distributed.shard(n, distributed.current())
     z_dim = G.cfg.z_dim
     z_all = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
@@ -79,8 +81,12 @@ def generator_features(extractor, G, n: int, *, batch: int = 64, device="cpu", s
     try:
         def batches():
             for start in range(mine.start, mine.stop, batch):
-                z = z_all[start:min(start + batch, mine.stop)].to(device)
-                yield to_uint8(G(z, truncation_psi=truncation_psi))
+                end = min(start + batch, mine.stop)
+                z = z_all[start:end].to(device)
+                if labels is None:
+                    yield to_uint8(G(z, truncation_psi=truncation_psi))
+                else:
+                    yield to_uint8(G(z, truncation_psi=truncation_psi, c=labels[start:end].to(device)))
         return _run(extractor, batches(), len(mine), n, want_logits, desc)
     finally:
         G.train(was_training)

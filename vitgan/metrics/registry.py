@@ -24,8 +24,9 @@ import torch
 
 from vitgan import distributed
 from vitgan.errors import OptionError
+from vitgan.metrics import conditional as cond
 from vitgan.metrics import formulas, manifold
-from vitgan.metrics.features import dataset_feature_set, generator_features
+from vitgan.metrics.features import dataset_feature_set, generator_features, subset_indices
 from vitgan.metrics.stats_cache import FeatureSet, StatsCache
 
 IS_UNAVAILABLE = ("Inception Score is not available with this network (it has no classifier); "
@@ -137,19 +138,23 @@ class Evaluation:
     n_real: int | None    # None when no metric needed the real side
     network: str          # the feature network's name and sha256
     network_sha256: str
+    class_counts: list[int] | None = None  # a conditional G: samples generated per class
 
 
 def evaluate(metrics, *, fake, real=None, n: int, batch: int = 64, device="cpu", seed: int = 0,
              truncation_psi: float = 1.0, inception=None, cache_dir=None,
              fake_split: str | None = None, real_split: str | None = None,
-             progress: bool = False) -> Evaluation:
+             progress: bool = False, per_class: bool = False) -> Evaluation:
     """Compute ``metrics`` of ``fake`` (a generator, ``fake.cfg.z_dim``, or an image dataset)
     against the image dataset ``real`` (only needed by metrics that compare).
 
     Generator: ``n`` samples ``G(z, truncation_psi)`` from latents seeded with ``seed``. Datasets:
     ``min(n, len)`` images (a fixed random subset when larger), their statistics cached under
     ``cache_dir`` (default ``~/.cache/vitgan/stats``). ``inception``: a ``FeatureExtractor``, a
-    path, or None for the usual search. Under torchrun every rank must call this."""
+    path, or None for the usual search. Under torchrun every rank must call this.
+
+    A class-conditional G generates its classes in ``real``'s proportions (``metrics.conditional``);
+    ``per_class``: also intra-class FID (``intra_fid``, ``fid_per_class``) from the same features."""
     from vitgan.metrics.inception import load_inception
 
     names = parse_metrics(metrics)
@@ -161,24 +166,38 @@ def evaluate(metrics, *, fake, real=None, n: int, batch: int = 64, device="cpu",
         extractor = inception
     want_logits = any(METRICS[m].needs_logits for m in names) and extractor.has_logits
     cache = StatsCache(cache_dir)
+    classes = list(getattr(getattr(fake, "cfg", None), "classes", None) or [])
+    labels = None
+    if per_class and not (classes and isinstance(fake, torch.nn.Module) and real is not None):
+        raise OptionError("intra-class FID needs a class-conditional generator and real images")
+    if per_class and cond.dataset_classes(real) != classes:  # checked on every rank, before any work
+        raise OptionError(f"intra-class FID needs real images labelled with the generator's classes "
+                          f"({', '.join(classes)}); {getattr(real, 'path', 'the real set')} has "
+                          f"{', '.join(cond.dataset_classes(real) or ['no labels'])}")
+    if classes and isinstance(fake, torch.nn.Module):
+        labels = cond.generation_labels(n, cond.real_proportions(real, classes), seed=seed)
     if isinstance(fake, torch.nn.Module):
         feats, logits = generator_features(extractor, fake, n, batch=batch, device=device, seed=seed,
                                            truncation_psi=truncation_psi, want_logits=want_logits,
-                                           desc="fake (generator)" if progress else None)
+                                           desc="fake (generator)" if progress else None, labels=labels)
         fake_set = FeatureSet.from_features(feats.numpy(), None if logits is None else logits.numpy())
     else:
         fake_set = dataset_feature_set(extractor, fake, n, batch=batch, split=fake_split, cache=cache,
                                        want_logits=want_logits, desc="fake (images)" if progress else None)
     real_set = None
-    if needs_real(names):
+    if needs_real(names) or per_class:
         real_set = dataset_feature_set(extractor, real, n, batch=batch, split=real_split, cache=cache,
                                        desc="real" if progress else None)
     d = distributed.current()
     values = compute_metrics(fake_set, real_set, names, seed=seed) if d.is_main else None
+    if per_class and d.is_main:
+        real_labels = real.labels[torch.as_tensor(subset_indices(len(real), n), dtype=torch.long)]
+        values.update(cond.intra_class_fid(fake_set.features, labels, real_set.features, real_labels, classes))
     # rank 0 computes (the 2048x2048 eigendecompositions once), every rank returns it
     values = distributed.broadcast_object(d, values)
     return Evaluation(values=values, n_fake=fake_set.n, n_real=None if real_set is None else real_set.n,
-                      network=extractor.name, network_sha256=extractor.sha)
+                      network=extractor.name, network_sha256=extractor.sha,
+                      class_counts=None if labels is None else torch.bincount(labels, minlength=len(classes)).tolist())
 
 
 def evaluate_generator(G, real_dataset, *, metrics=("fid",), n: int, batch: int = 64, device="cpu",

@@ -18,6 +18,7 @@ Discriminator ("resnet" architecture; ``sg2_d_residual=False`` is ADA's "orig"):
     x        = fromRGB(images)                                    1x1 conv + leaky ReLU
     x_{r/2}  = sqrt(1/2) (conv_down(conv(x_r)) + skip_down(x_r))  r = resolution, ..., 8
     D(x)     = FC_out(FC(conv(mbstd(x_4))))                       epilogue at 4x4
+    D(x, c)  = D(x) + <V c, FC(conv(mbstd(x_4)))>                 class-conditional (projection)
 
 Channels at resolution r: C_r = min(sg2_channel_base // r, sg2_channel_max). ``mbstd`` mixes
 images of a batch, so the D has ``cross_sample = True`` (see ``vitgan.models``).
@@ -34,7 +35,8 @@ from torch import nn
 from vitgan.config import ModelConfig
 from vitgan.layers.equalized import EqualizedLinear, effective_weight, make_conv2d
 from vitgan.layers.fir import blur, downsample2d, upsample2d
-from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis
+from vitgan.layers.conditioning import Projection, check_labels
+from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis, w_avg_buffer
 from vitgan.layers.mbstd import MinibatchStd
 from vitgan.layers.modconv import NOISE_MODES, SynthesisLayer, ToRGB
 from vitgan.models.hub import HubMixin
@@ -81,8 +83,8 @@ class StyleGAN2Generator(nn.Module, HubMixin):
         super().__init__()
         self.cfg, self.w_avg_beta = cfg, w_avg_beta
         self.mapping = MappingNetwork(z_dim=cfg.z_dim, w_dim=cfg.w_dim, layers=cfg.mapping_layers,
-                                      lr_mult=cfg.mapping_lr_mult)
-        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))          # for truncation
+                                      lr_mult=cfg.mapping_lr_mult, num_classes=cfg.num_classes)
+        self.register_buffer("w_avg", w_avg_buffer(cfg))   # for truncation (per class if conditional)
         self.blocks = nn.ModuleList(
             SynthesisBlock(cfg.sg2_channels(max(r // 2, 4)), cfg.sg2_channels(r), resolution=r,
                            w_dim=cfg.w_dim, image_channels=cfg.channels)
@@ -102,9 +104,9 @@ class StyleGAN2Generator(nn.Module, HubMixin):
             x, img = block(x, img, w, mode)
         return img
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, *, update_w_avg: bool = True,
-                noise_mode: str | None = None) -> torch.Tensor:
-        w = latents_for_synthesis(self, z, truncation_psi, update_w_avg)  # w_avg, truncation
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, *, c: torch.Tensor | None = None,
+                update_w_avg: bool = True, noise_mode: str | None = None) -> torch.Tensor:
+        w = latents_for_synthesis(self, z, truncation_psi, update_w_avg, c)  # w_avg, truncation
         return self.synthesis(w, noise_mode=noise_mode)
 
 
@@ -167,14 +169,18 @@ class StyleGAN2Discriminator(nn.Module, HubMixin):
         self.conv = ConvLayer(c4 + 1, c4, 3)
         self.fc = EqualizedLinear(c4 * 16, c4)
         self.out = EqualizedLinear(c4, 1)
+        # class-conditional: + <V c, phi(x)> on the FC features (equalised, like every layer here)
+        self.projection = Projection(cfg.num_classes, c4, equalized=True) if cfg.num_classes else None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self, c, images.shape[0])
         x = self.fromrgb(images)
         for block in self.blocks:
             x = block(x)
         x = self.conv(self.mbstd(x))                                      # (B, C_4, 4, 4)
-        x = F.leaky_relu(self.fc(x.flatten(1)), 0.2) * math.sqrt(2)
-        return self.out(x).squeeze(-1)
+        x = F.leaky_relu(self.fc(x.flatten(1)), 0.2) * math.sqrt(2)     # phi(x), (B, C_4)
+        logits = self.out(x).squeeze(-1)
+        return logits if c is None else logits + self.projection(x, c)
 
 
 __all__ = ["StyleGAN2Generator", "StyleGAN2Discriminator", "SynthesisBlock", "DiscriminatorBlock",

@@ -3,6 +3,7 @@
     h_0 = [x_cls ; E x_1 ; ... ; E x_L] + E_pos       overlapping (P + 2o) patches, o = P/2
     h'  = MSA(LN(h)) + h ;  h = MLP(LN(h')) + h'      pre-norm blocks, L2 attention (tied W_q = W_k)
     D(x) = Linear(LN(h_L[cls]))                       one logit per image
+    D(x, c) = D(x) + <V c, LN(h_L[cls])>              class-conditional: projection (Miyato 2018)
 
 Every Linear and Conv layer is equalised (``cfg.equalized_lr``: weights stored N(0, 1), scaled by
 1/sqrt(fan_in) at run time) and weight-normalised by ``cfg.d_norm`` (ISN by default) on the stored
@@ -18,6 +19,7 @@ from torch import nn
 from vitgan.config import ModelConfig
 from vitgan.layers.attention import Attention, l2_qk_gain
 from vitgan.layers.block import Block
+from vitgan.layers.conditioning import Projection, check_labels
 from vitgan.layers.equalized import make_linear
 from vitgan.layers.isn import apply_weight_norm
 from vitgan.layers.patch import PatchEmbedding
@@ -58,14 +60,20 @@ class Discriminator(nn.Module, HubMixin):
             for _ in range(cfg.d_depth))
         self.norm = LayerNorm(dim)
         self.head = make_linear(dim, 1, equalized=eq)
+        # class-conditional: + <V c, LN(h_L[cls])>, V weight-normalised with the other layers
+        self.projection = Projection(cfg.num_classes, dim, equalized=eq) if cfg.num_classes else None
         apply_weight_norm(self, cfg.d_norm)  # ISN / SN / none on every Linear and Conv (stored weights)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """``c``: class indices (B,), required by (only by) a conditional D (cfg.classes)."""
+        check_labels(self, c, images.shape[0])
         x = self.patch_embedding(images)                                  # (B, L, D)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embedding
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x[:, 0])).squeeze(-1)                 # Linear(LN(class token))
+        phi = self.norm(x[:, 0])                                          # LN(class token)
+        logits = self.head(phi).squeeze(-1)                               # Linear(LN(class token))
+        return logits if c is None else logits + self.projection(phi, c)  # + <V c, phi>
 
 
 __all__ = ["Discriminator"]

@@ -12,6 +12,9 @@ StyleGAN2 setting; ``vitgan.layers.equalized``); the mapping network always is (
 Ablations (``ModelConfig``): ``g_latent="tokens"`` feeds w as input tokens (Linear(w) added to
 E_pos) and uses LayerNorm with affine in place of SLN; ``g_head="linear"`` maps each token
 linearly to its P*P*C pixels; ``g_demodulate`` switches the INR's demodulation.
+
+Class-conditional (``cfg.classes``): w = MLP(cat[norm(z), norm(embed(c))]) (StyleGAN2-ADA's
+mapping, ``vitgan.layers.conditioning``), so the class reaches every SLN and the INR head.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from vitgan.layers.attention import Attention
 from vitgan.layers.block import Block
 from vitgan.layers.equalized import make_linear
 from vitgan.layers.inr import INRHead, LinearHead, SineEmbedding, grid_centres
-from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis
+from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis, w_avg_buffer
 from vitgan.layers.sln import SLN, LayerNorm
 from vitgan.models.hub import HubMixin
 
 
 class Generator(nn.Module, HubMixin):
-    """z (B, z_dim) -> images (B, C, H, W), roughly in [-1, 1]. ``save_pretrained`` /
+    """z (B, z_dim) [, c (B,)] -> images (B, C, H, W), roughly in [-1, 1]. ``save_pretrained`` /
     ``from_pretrained`` / ``push_to_hub``: ``vitgan.models.hub``."""
 
     def __init__(self, cfg: ModelConfig, *, w_avg_beta: float = 0.995):
@@ -40,8 +43,8 @@ class Generator(nn.Module, HubMixin):
         dim, grid = cfg.g_dim, cfg.resolution // cfg.patch_size
         self.grid, self.w_avg_beta = grid, w_avg_beta
         self.mapping = MappingNetwork(z_dim=cfg.z_dim, w_dim=cfg.w_dim, layers=cfg.mapping_layers,
-                                      lr_mult=cfg.mapping_lr_mult)
-        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))          # for truncation
+                                      lr_mult=cfg.mapping_lr_mult, num_classes=cfg.num_classes)
+        self.register_buffer("w_avg", w_avg_buffer(cfg))   # for truncation (per class if conditional)
         self.register_buffer("patch_centres", grid_centres(grid), persistent=False)  # (L, 2)
         eq = cfg.equalized_lr
         self.pos_embedding = SineEmbedding(out_dim=dim)                 # E_pos
@@ -75,9 +78,10 @@ class Generator(nn.Module, HubMixin):
             h = block(h, w)
         return self.head(self.norm(h, w))                                 # y = SLN(h_L, w)
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, *,
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, *, c: torch.Tensor | None = None,
                 update_w_avg: bool = True) -> torch.Tensor:
-        w = latents_for_synthesis(self, z, truncation_psi, update_w_avg)  # w_avg, truncation
+        """``c``: class indices (B,), required by (only by) a conditional G (cfg.classes)."""
+        w = latents_for_synthesis(self, z, truncation_psi, update_w_avg, c)  # w_avg, truncation
         return self.synthesis(w)
 
 

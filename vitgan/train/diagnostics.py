@@ -63,7 +63,7 @@ def spectral_norms(D: nn.Module) -> torch.Tensor:
     return torch.stack(sig) if sig else torch.zeros(1)
 
 
-def attention_entropy(D: nn.Module, images: torch.Tensor) -> torch.Tensor | None:
+def attention_entropy(D: nn.Module, images: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor | None:
     """Mean attention-row entropy per attention layer of D (1-D tensor), or None without any."""
     layers = [m for m in D.modules() if isinstance(m, Attention)]
     if not layers:
@@ -73,7 +73,7 @@ def attention_entropy(D: nn.Module, images: torch.Tensor) -> torch.Tensor | None
              for i, m in enumerate(layers)]
     try:
         with torch.no_grad():
-            D(images)
+            D(images) if c is None else D(images, c)
     finally:
         for h in hooks:
             h.remove()
@@ -105,19 +105,21 @@ class Diagnostics:
         self._before = None
 
     # ---------------------------------------------------------------- per tick
-    def measure(self, real: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``real``: float images in [-1, 1]; ``z``: latents for as many fakes."""
+    def measure(self, real: torch.Tensor, z: torch.Tensor, c: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``real``: float images in [-1, 1]; ``z``: latents for as many fakes; ``c``: the reals'
+        class indices for conditional G and D (the fakes are generated with the same classes)."""
         G, D = self.G, self.D
         was_training = D.training
         D.eval()
+        kw = {} if c is None else {"c": c}
         try:
             with torch.no_grad():
-                fake = G(z, update_w_avg=False).float()
+                fake = G(z, update_w_avg=False, **kw).float()
             x = real.detach().float().requires_grad_(True)
-            logits_real = D(x).float()
+            logits_real = D(x, **kw).float()
             (grad,) = torch.autograd.grad(logits_real.sum(), x)
             with torch.no_grad():
-                logits_fake = D(fake).float()
+                logits_fake = D(fake, **kw).float()
             lr, lf = logits_real.detach(), logits_fake
             out = {
                 "diag/logit_real": lr.mean(), "diag/logit_fake": lf.mean(),
@@ -127,7 +129,7 @@ class Diagnostics:
             }
             sig = spectral_norms(D)
             out["diag/sigma_min"], out["diag/sigma_max"] = sig.min(), sig.max()
-            ent = attention_entropy(D, real.float())
+            ent = attention_entropy(D, real.float(), c)
             if ent is not None:
                 out["diag/attn_entropy_min"], out["diag/attn_entropy_mean"] = ent.min(), ent.mean()
         finally:

@@ -32,7 +32,7 @@ from vitgan.train.report import Reporter, TickStats, fmt_time
 from vitgan.train.run_dir import OPTIONS_FILE, RunFiles, create_run_dir
 from vitgan.train.trainer import Trainer
 
-__all__ = ["training_loop", "open_training_data", "StopFlag"]
+__all__ = ["training_loop", "open_training_data", "condition_on_data", "StopFlag"]
 
 
 # ================================================================================ set-up
@@ -63,6 +63,7 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
         dataset = open_training_data(cfg, model_cfg, log=say)
         if len(dataset) == 0:
             raise UserError(f"the dataset {cfg.data!r} has no images")
+        model_cfg = condition_on_data(cfg, model_cfg, dataset)  # cond: the data's class names
         extractor = None
         if cfg.metrics_kimg > 0 and cfg.metrics:  # a missing Inception network stops us now, not mid-run
             from vitgan.metrics.inception import load_inception
@@ -75,9 +76,11 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
             if not resume:
                 on_main(d, lambda: create_run_dir(run_dir))
             options = dict(options, world_size=d.world_size, batch_gpu_resolved=t.micro,
-                           accumulation_rounds=t.rounds)
+                           accumulation_rounds=t.rounds, model=model_cfg.to_dict())
             options["dataset"] = {"name": getattr(dataset, "name", cfg.data), "images": len(dataset),
                                   "fingerprint": getattr(dataset, "fingerprint", None)}
+            if model_cfg.classes:
+                options["dataset"]["class_counts"] = t.class_counts
             on_main(d, lambda: files.write_json(OPTIONS_FILE, options))
             files.log(f"vitgan train: {options['preset']} preset, {cfg.data} ({len(dataset)} images), "
                       f"{model_cfg.resolution}x{model_cfg.resolution}, batch {cfg.batch} = "
@@ -101,6 +104,26 @@ def _apply_determinism(cfg: TrainConfig, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+def condition_on_data(cfg: TrainConfig, model_cfg: ModelConfig, dataset) -> ModelConfig:
+    """With ``cond``: the model config with the data's class names (a resumed run's, or ones set
+    by hand, must be the same); a dataset without labels stops here, before anything is written."""
+    if not cfg.cond:
+        return model_cfg
+    from vitgan.data.labels import dataset_classes
+
+    classes = dataset_classes(dataset)
+    if classes is None:
+        raise UserError(f"{cfg.data} has no class labels, so cond=true cannot train on it; give it class "
+                        "sub-folders, a dataset.json (StyleGAN2-ADA's format) or CIFAR-10's batches, "
+                        "or leave cond off")
+    if len(classes) < 2:
+        raise UserError(f"{cfg.data} has one class ({classes[0]}); cond=true needs at least two")
+    if model_cfg.classes and model_cfg.classes != classes:
+        raise UserError(f"the data's classes ({', '.join(classes)}) differ from the model's "
+                        f"({', '.join(model_cfg.classes)}); train on the data the run started with")
+    return model_cfg.replace(classes=classes)
 
 
 def open_training_data(cfg: TrainConfig, model_cfg: ModelConfig, log=print):
@@ -149,7 +172,7 @@ def _run(t: Trainer, manifest: dict | None, resume: bool) -> int:
             # ---------------------------------------------------------- end of a tick
             now = time.perf_counter()
             if t.last_real is not None:  # training-health numbers (vitgan.train.diagnostics)
-                t.stats.add(t.diagnostics.measure(t.last_real, t.diag_z))
+                t.stats.add(t.diagnostics.measure(t.last_real, t.diag_z, c=t.last_real_c))
             losses, (bad_weights,) = t.stats.read(d, [t.finite_weights()])
             t.tick += 1
             row = report.row(losses, tick_time=now - tick_start_time, imgs=t.nimg - tick_start_nimg,

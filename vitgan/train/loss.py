@@ -50,6 +50,10 @@ of D's real and fake logits, kept as device tensors: first set to the first batc
 updated before each penalty (as the reference code does), one update per ``"Dmain"`` call. They
 are per-rank state; ``state_dict()`` / ``load_state_dict()`` save and restore them.
 
+Class-conditional G and D: ``real_c`` (the reals' class indices) and ``gen_c`` (the classes to
+generate) go to G and D as ``G(z, c=gen_c)``, ``D(x, c)``; every view D sees (DiffAugment's, bCR's
+and R1's) is scored with its own image's label.
+
 Mixed precision: with ``autocast_dtype`` set, G's and D's forwards run under
 ``torch.autocast(device_type, dtype)``; augmentation runs on float32 images and every loss and
 penalty is computed in float32. With float16, pass the gradient scaler's scale as ``gain`` (a
@@ -143,14 +147,14 @@ class ViTGANLoss:
         x = x.float()
         return x if self.augment is None else self.augment(x)
 
-    def _run_G(self, z: torch.Tensor) -> torch.Tensor:
+    def _run_G(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         with self._autocast():
-            img = self.G(z)
+            img = self.G(z) if c is None else self.G(z, c=c)
         return img.float()
 
-    def _run_D(self, img: torch.Tensor) -> torch.Tensor:
+    def _run_D(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         with self._autocast():
-            logits = self.D(img)
+            logits = self.D(img) if c is None else self.D(img, c)
         if logits.shape != (img.shape[0],):
             raise RuntimeError(
                 f"D must return logits of shape ({img.shape[0]},), got {tuple(logits.shape)}"
@@ -173,43 +177,54 @@ class ViTGANLoss:
         real: torch.Tensor | None,
         z: torch.Tensor | None,
         gain: float | torch.Tensor = 1.0,
+        *,
+        real_c: torch.Tensor | None = None,
+        gen_c: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Run ``phase`` on this micro-batch, backpropagate ``loss * gain``, return detached
         statistics. ``real``: float images in [-1, 1] (unused by "Gmain"); ``z``: latents
-        (unused by "Dreg")."""
+        (unused by "Dreg"). Class-conditional G and D: ``real_c`` the reals' class indices,
+        ``gen_c`` the classes to generate (StyleGAN2-ADA's names); D sees every view of an image
+        with that image's label (bCR's pairs included)."""
         if phase == "Gmain":
-            return self._gmain(z, gain)
+            return self._gmain(z, gain, gen_c)
         if phase == "Dmain":
-            return self._dmain(real, z, gain)
+            return self._dmain(real, z, gain, real_c, gen_c)
         if phase == "Dreg":
-            return self._dreg(real, gain)
+            return self._dreg(real, gain, real_c)
         raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
 
-    def _gmain(self, z: torch.Tensor, gain) -> dict[str, torch.Tensor]:
-        fake = self._run_G(z)
+    def _gmain(self, z: torch.Tensor, gain, gen_c=None) -> dict[str, torch.Tensor]:
+        fake = self._run_G(z, gen_c)
         with maybe_no_sync(self.D, True):
-            logits = self._run_D(self._aug(fake))
+            logits = self._run_D(self._aug(fake), gen_c)
         loss = F.softplus(-logits).mean()
         self._backward(loss, gain, _trainable(self.G))
         return {"loss/G": loss.detach(), "scores/fake": logits.detach().mean()}
 
-    def _dmain(self, real: torch.Tensor, z: torch.Tensor, gain) -> dict[str, torch.Tensor]:
+    def _dmain(self, real: torch.Tensor, z: torch.Tensor, gain, real_c=None, gen_c=None) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            fake = self._run_G(z)
+            fake = self._run_G(z, gen_c)
         real = real.detach().float()
         nr, nf = real.shape[0], fake.shape[0]
         views = self._aug(torch.cat([real, fake]))  # one augment call
         parts, sizes = [views], [nr, nf]
+        labels = [real_c, gen_c]  # per group of views: each view keeps its image's labels
         if self.bcr_real > 0:
             parts.append(self.bcr_transform(views[:nr]))
             sizes.append(nr)
+            labels.append(real_c)
         if self.bcr_fake > 0:
             parts.append(self.bcr_transform(views[nr:]))
             sizes.append(nf)
+            labels.append(gen_c)
+        if real_c is None:
+            labels = None  # unconditional
         if self.cross_sample:  # one D forward per group of views (minibatch statistics)
-            split = [self._run_D(v) for v in [views[:nr], views[nr:], *parts[1:]]]
+            groups = [views[:nr], views[nr:], *parts[1:]]
+            split = [self._run_D(v, None if labels is None else labels[i]) for i, v in enumerate(groups)]
         else:
-            logits = self._run_D(torch.cat(parts))  # one D forward
+            logits = self._run_D(torch.cat(parts), None if labels is None else torch.cat(labels))  # one D forward
             split = list(logits.split(sizes))
         lr, lf = split[0], split[1]
         loss_real = F.softplus(-lr).mean()
@@ -253,14 +268,14 @@ class ViTGANLoss:
         return (F.relu(lr - self.lecam_fake).square().mean()
                 + F.relu(self.lecam_real - lf).square().mean())
 
-    def _dreg(self, real: torch.Tensor, gain) -> dict[str, torch.Tensor]:
+    def _dreg(self, real: torch.Tensor, gain, real_c=None) -> dict[str, torch.Tensor]:
         if self.r1_gamma == 0:
             return {}
         x = real.detach().float().requires_grad_(True)
         # R1 needs the gradient of a gradient; fused attention kernels have no second
         # derivative, so D runs its reference paths (the same function) for this phase.
         with reference_paths(self.D):
-            logits = self._run_D(self._aug(x))
+            logits = self._run_D(self._aug(x), real_c)
             (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
         r1 = grad.square().flatten(1).sum(1)  # (B,) ||grad_x D(x)||^2
         penalty = r1 * (self.r1_gamma / 2 * self.r1_interval)

@@ -49,6 +49,8 @@ class TrainConfig:
     max_images: int | None = None    # use only the first N images (None: all)
     hflip: bool = False              # random horizontal flips of the real images
     workers: int | None = None       # DataLoader workers for datasets not held in memory (None: auto)
+    cond: bool = False               # class-conditional G and D on the data's labels (the model's
+                                     # `classes` are then the data's class names, set at the start)
     # --- length and batch (time is in kimg = thousands of real images shown to D) ---
     kimg: float = 100000.0           # total length (stylegan2-ada's CIFAR length)
     batch: int = 128                 # global batch, over all processes
@@ -228,6 +230,11 @@ def resolve_options(preset: str | None = None, *, saved: dict | None = None, dat
         model = apply_overrides(p["model"], model_pairs, what="model option")  # re-validates
     flags = {k: v for k, v in (("data", data), ("kimg", kimg), ("batch", batch)) if v is not None}
     cfg = apply_overrides(dataclasses.replace(cfg, **flags), train_pairs, what="training option")
+    if saved is not None and cfg.cond != bool(model.classes):
+        raise OptionError(f"cannot switch cond to {str(cfg.cond).lower()} for an existing "
+                          f"{'conditional' if model.classes else 'unconditional'} run; start a new run instead")
+    if saved is None and model.classes and not cfg.cond:
+        raise OptionError("classes is set from the data's labels by --set cond=true; do not set it by hand")
     micro, rounds = cfg.check_batch(world_size)
     return {"preset": preset, "train": cfg.to_dict(), "model": model.to_dict(), "world_size": world_size,
             "batch_gpu_resolved": micro, "accumulation_rounds": rounds}

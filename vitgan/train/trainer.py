@@ -18,6 +18,10 @@ micro-batch), each rank reads its own shard of the data and draws its own latent
 augmentations from streams seeded by (seed, rank). The EMA is updated from identical weights,
 so it stays identical on every rank.
 
+Class-conditional (``model_cfg.classes``): the data stream yields (images, labels); the fakes'
+labels are drawn in the data's class proportions from their own per-rank stream (``c_gen``,
+saved with the others), for D's and G's steps alike; the grid shows class r in row r.
+
 The Trainer takes typed, already validated configs; ``vitgan bench`` times this same step.
 Saving, loading and resuming are ``vitgan.train.state``'s; the tick loop is
 ``vitgan.train.loop``'s.
@@ -82,12 +86,25 @@ class Trainer:
         self.z_gen = torch.Generator(dev).manual_seed(seed_for(cfg.seed, d.rank, "z"))
         self.aug_gen = torch.Generator(dev).manual_seed(seed_for(cfg.seed, d.rank, "augment"))
         self.gens = {"z_gen": self.z_gen, "aug_gen": self.aug_gen}
+        # class-conditional: fake labels drawn in the data's class proportions (its own stream)
+        self.cond = bool(model_cfg.classes)
+        self.class_counts = self.class_probs = None
+        if self.cond:
+            from vitgan.data.labels import class_counts
+
+            self.class_counts = class_counts(dataset, model_cfg.num_classes)
+            self.class_probs = torch.tensor(self.class_counts, dtype=torch.float32, device=dev)
+            self.class_probs /= self.class_probs.sum()
+            self.gens["c_gen"] = torch.Generator(dev).manual_seed(seed_for(cfg.seed, d.rank, "c"))
         self.augment = DiffAugment(cfg.augment, p=cfg.augment_p)
         self.data = infinite_batches(dataset, self.micro, seed=cfg.seed, rank=d.rank,
                                      world_size=d.world_size, hflip=cfg.hflip, device=dev,
-                                     num_workers=cfg.workers)
+                                     num_workers=cfg.workers, labels=self.cond)
         self.grid_z = torch.randn(cfg.grid * cfg.grid, model_cfg.z_dim,
                                   generator=torch.Generator().manual_seed(cfg.seed)).to(dev)
+        # conditional grids: row r shows class r (mod K)
+        self.grid_c = ((torch.arange(cfg.grid * cfg.grid) // cfg.grid) % model_cfg.num_classes).to(dev) \
+            if self.cond else None
 
         self.nimg = self.step = self.tick = 0
         self.lr_scale, self.rollbacks = 1.0, 0
@@ -112,6 +129,19 @@ class Trainer:
         self.diag_z = torch.randn(self.micro, model_cfg.z_dim,
                                   generator=torch.Generator().manual_seed(cfg.seed + 1)).to(dev)
         self.last_real: torch.Tensor | None = None
+        self.last_real_c: torch.Tensor | None = None  # their labels (conditional runs)
+
+    def fake_labels(self, n: int) -> torch.Tensor | None:
+        """Class indices for n fakes, in the data's class proportions (None: unconditional)."""
+        if not self.cond:
+            return None
+        return torch.multinomial(self.class_probs, n, replacement=True, generator=self.gens["c_gen"])
+
+    def next_real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next micro-batch of reals as [-1, 1] floats, with their labels (or None)."""
+        batch = next(self.data)
+        x, c = batch if self.cond else (batch, None)
+        return x.float().div_(127.5).sub_(1.0), c
 
     def _adam(self, module, lr):
         cfg, dev = self.cfg, self.d.device
@@ -156,14 +186,17 @@ class Trainer:
         d_gain = self.D_scaler.scale(torch.ones((), device=dev)) * gain if self.D_scaler.is_enabled() else gain
         for r in range(rounds):
             last = r == rounds - 1
-            real = next(self.data).float().div_(127.5).sub_(1.0)
-            self.last_real = real
+            real, real_c = self.next_real()
+            self.last_real, self.last_real_c = real, real_c
             z = torch.randn(self.micro, self.model_cfg.z_dim, device=dev, generator=self.z_gen)
+            gen_c = self.fake_labels(self.micro)
             with maybe_no_sync(self.D_run, not last or do_reg):
-                self.stats.add(loss.accumulate_gradients("Dmain", real, z, gain=d_gain))
+                self.stats.add(loss.accumulate_gradients("Dmain", real, z, gain=d_gain,
+                                                         real_c=real_c, gen_c=gen_c))
             if do_reg:
                 with maybe_no_sync(self.D_run, not last):
-                    self.stats.add(loss.accumulate_gradients("Dreg", real, None, gain=d_gain))
+                    self.stats.add(loss.accumulate_gradients("Dreg", real, None, gain=d_gain,
+                                                             real_c=real_c))
         self.D_scaler.step(self.D_opt)
         self.D_scaler.update()
 
@@ -175,8 +208,9 @@ class Trainer:
         g_gain = self.G_scaler.scale(torch.ones((), device=dev)) * gain if self.G_scaler.is_enabled() else gain
         for r in range(rounds):
             z = torch.randn(self.micro, self.model_cfg.z_dim, device=dev, generator=self.z_gen)
+            gen_c = self.fake_labels(self.micro)
             with maybe_no_sync(self.G_run, r < rounds - 1):
-                self.stats.add(loss.accumulate_gradients("Gmain", None, z, gain=g_gain))
+                self.stats.add(loss.accumulate_gradients("Gmain", None, z, gain=g_gain, gen_c=gen_c))
         self.G_scaler.step(self.G_opt)
         self.G_scaler.update()
 
@@ -185,8 +219,12 @@ class Trainer:
         if not self.files.active:
             return
         G = self.ema.module
+        size = max(self.micro, 16)
         with torch.no_grad():
-            imgs = torch.cat([G(z) for z in self.grid_z.split(max(self.micro, 16))])
+            if self.cond:
+                imgs = torch.cat([G(z, c=c) for z, c in zip(self.grid_z.split(size), self.grid_c.split(size))])
+            else:
+                imgs = torch.cat([G(z) for z in self.grid_z.split(size)])
         name = f"fakes{nimg // 1000:06d}.png"
         self.files.save_grid(name, imgs, nrow=self.cfg.grid)
         tb = self.files.tensorboard()
