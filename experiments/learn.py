@@ -99,6 +99,8 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
     stats = read_jsonl(run / "stats.jsonl")
     fid = {r["kimg"]: r["fid"] for r in read_jsonl(run / "metric-fid.jsonl")}
     kid = {r["kimg"]: r["kid_mean"] for r in read_jsonl(run / "metric-kid.jsonl")}
+    for r in stats:  # D's adversarial loss alone (loss/D adds the bCR / LeCam terms): 2 ln 2 = chance
+        r["loss/D_adv"] = r["loss/D_real"] + r["loss/D_fake"]
     last = stats[-max(1, len(stats) // 10):]  # the last tenth of the run
     mean = lambda k: (sum(r[k] for r in last if k in r) / max(1, sum(k in r for r in last)))  # noqa: E731
     at20 = min(stats, key=lambda r: abs(r["kimg"] - 20)) if stats else {}
@@ -116,8 +118,8 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
         "kimg": stats[-1]["kimg"] if stats else 0, "wall_s": round(wall, 1),
         "load_before": load0, "load_after": uptime(), "threads": args.threads, "jobs": args.jobs,
         "fid": fid, "kid": kid,
-        "D_loss_at_20kimg": at20.get("loss/D"),
-        "last_tenth": {k: round(mean(k), 4) for k in ("loss/D", "loss/G", "diag/r_t", "diag/logit_gap",
+        "D_loss_at_20kimg": at20.get("loss/D"), "D_adv_at_20kimg": at20.get("loss/D_adv"),
+        "last_tenth": {k: round(mean(k), 4) for k in ("loss/D", "loss/D_adv", "loss/G", "diag/r_t", "diag/logit_gap",
                                                       "diag/logit_std", "diag/grad_real",
                                                       "diag/attn_entropy_min") if any(k in r for r in last)},
     }
@@ -125,7 +127,7 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
 
 def table(results: list[dict], points: list[float]) -> str:
     head = ("| row | what | " + " | ".join(f"FID@{p:g}" for p in points) + " | KID@end | D loss@20 | "
-            "D loss (last 10%) | logit gap | r_t | wall |")
+            "D loss (last 10%) | D adv@20 | D adv (last 10%) | logit gap | r_t | wall |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         # a metric runs at the first tick end past its point (e.g. 25.6 kimg for 25 at 1-kimg ticks)
@@ -137,16 +139,18 @@ def table(results: list[dict], points: list[float]) -> str:
         cell = lambda v, f="{:.1f}": "-" if v is None else f.format(v)  # noqa: E731
         lines.append(f"| {r['row']} | {r['what']} | " + " | ".join(cell(fids.get(p)) for p in points)
                      + f" | {cell(kid_end, '{:.3f}')} | {cell(r['D_loss_at_20kimg'], '{:.3f}')} | "
-                     f"{cell(lt.get('loss/D'), '{:.3f}')} | {cell(lt.get('diag/logit_gap'), '{:.2f}')} | "
+                     f"{cell(lt.get('loss/D'), '{:.3f}')} | {cell(r.get('D_adv_at_20kimg'), '{:.3f}')} | "
+                     f"{cell(lt.get('loss/D_adv'), '{:.3f}')} | {cell(lt.get('diag/logit_gap'), '{:.2f}')} | "
                      f"{cell(lt.get('diag/r_t'), '{:.2f}')} | {r['wall_s'] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
 
 def header(meta: dict) -> str:
-    return (f"Learning benchmark: `{meta['command']}` ({meta['preset']} preset unless the row names "
-            f"another, {meta['kimg']:g} kimg for the first four rows and {meta['kimg'] / 2:g} for the "
-            f"others, FID/KID at N = {meta['fid_n']} vs the archive's train split, {meta['machine']}, "
-            f"{meta['date']}, commit {meta['commit']})\n\n")
+    full = [n for n, r in ROWS.items() if r[3] == 1]
+    return (f"Learning benchmark: `{meta['command']}` (last command; {meta['preset']} preset unless the "
+            f"row names another; {meta['kimg']:g} kimg for rows {', '.join(full)} and "
+            f"{meta['kimg'] / 2:g} for the others; FID/KID at N = {meta['fid_n']} vs the archive's train "
+            f"split; {meta['machine']}; each row's date and commit in results.json)\n\n")
 
 
 def main() -> int:

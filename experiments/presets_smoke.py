@@ -122,7 +122,7 @@ def main() -> int:
         res.write_text(json.dumps({**meta, "rows": rows}, indent=2))
         (args.out / "table.md").write_text(
             f"Presets, 1 run each: `{meta['command']}` ({meta['machine']}; load = uptime before-after; "
-            f"FID at tiny n after {args.kimg:g} kimg is a run check, not a result)\n\n" + table(rows))
+            f"FID at tiny n after so few kimg is a run check, not a result; kimg per row)\n\n" + table(rows))
         print(table(rows), flush=True)
     return 0 if all(r["train_exit"] == r["sample_exit"] == r["eval_exit"] == 0 for r in rows) else 1
 
