@@ -99,11 +99,6 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
     stats = read_jsonl(run / "stats.jsonl")
     fid = {r["kimg"]: r["fid"] for r in read_jsonl(run / "metric-fid.jsonl")}
     kid = {r["kimg"]: r["kid_mean"] for r in read_jsonl(run / "metric-kid.jsonl")}
-    for r in stats:  # D's adversarial loss alone (loss/D adds the bCR / LeCam terms): 2 ln 2 = chance
-        r["loss/D_adv"] = r["loss/D_real"] + r["loss/D_fake"]
-    last = stats[-max(1, len(stats) // 10):]  # the last tenth of the run
-    mean = lambda k: (sum(r[k] for r in last if k in r) / max(1, sum(k in r for r in last)))  # noqa: E731
-    at20 = min(stats, key=lambda r: abs(r["kimg"] - 20)) if stats else {}
     out = args.out / name
     out.mkdir(parents=True, exist_ok=True)
     for f in ("curves.png", "training_options.json", "stats.jsonl", "metric-fid.jsonl", "metric-kid.jsonl"):
@@ -117,12 +112,21 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
         "commit": args.commit, "date": time.strftime("%Y-%m-%d"),
         "kimg": stats[-1]["kimg"] if stats else 0, "wall_s": round(wall, 1),
         "load_before": load0, "load_after": uptime(), "threads": args.threads, "jobs": args.jobs,
-        "fid": fid, "kid": kid,
-        "D_loss_at_20kimg": at20.get("loss/D"), "D_adv_at_20kimg": at20.get("loss/D_adv"),
-        "last_tenth": {k: round(mean(k), 4) for k in ("loss/D", "loss/D_adv", "loss/G", "diag/r_t", "diag/logit_gap",
-                                                      "diag/logit_std", "diag/grad_real",
-                                                      "diag/attn_entropy_min") if any(k in r for r in last)},
+        "fid": fid, "kid": kid, **health(stats),
     }
+
+
+def health(stats: list[dict]) -> dict:
+    """D's losses at 20 kimg and the training-health means over the last tenth of a run's stats."""
+    for r in stats:  # D's adversarial loss alone (loss/D adds the bCR / LeCam terms): 2 ln 2 = chance
+        r["loss/D_adv"] = r["loss/D_real"] + r["loss/D_fake"]
+    last = stats[-max(1, len(stats) // 10):]  # the last tenth of the run
+    mean = lambda k: (sum(r[k] for r in last if k in r) / max(1, sum(k in r for r in last)))  # noqa: E731
+    at20 = min(stats, key=lambda r: abs(r["kimg"] - 20)) if stats else {}
+    return {"D_loss_at_20kimg": at20.get("loss/D"), "D_adv_at_20kimg": at20.get("loss/D_adv"),
+            "last_tenth": {k: round(mean(k), 4) for k in ("loss/D", "loss/D_adv", "loss/G", "diag/r_t",
+                                                          "diag/logit_gap", "diag/logit_std", "diag/grad_real",
+                                                          "diag/attn_entropy_min") if any(k in r for r in last)}}
 
 
 def table(results: list[dict], points: list[float]) -> str:
@@ -180,6 +184,11 @@ def main() -> int:
                             capture_output=True, text=True).stdout.strip()  # the code the rows run
     if args.table_only:  # rewrite table.md from results.json (e.g. after changing the table)
         saved = json.loads(res_file.read_text())
+        for r in saved["rows"]:  # rows recorded before a column existed: recompute from their stats
+            kept = args.out / r["row"] / "stats.jsonl"
+            if r.get("D_adv_at_20kimg") is None and kept.exists():
+                r.update(health(read_jsonl(kept)))
+        res_file.write_text(json.dumps(saved, indent=2))
         (args.out / "table.md").write_text(header(saved) + table(saved["rows"], points))
         print(table(saved["rows"], points))
         return 0

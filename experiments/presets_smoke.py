@@ -115,14 +115,17 @@ def main() -> int:
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     for name in names:
-        rows.append({**one(name, args), "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M")})
+        rows.append({**one(name, args), "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M"),
+                     "command": " ".join(["presets_smoke.py"] + sys.argv[1:])})
         rows.sort(key=lambda r: PRESETS.index(r["preset"]) if r["preset"] in PRESETS else 99)
         meta = {"command": " ".join(["presets_smoke.py"] + sys.argv[1:]),
                 "machine": f"{os.cpu_count()} CPU cores, {args.threads} thread(s)"}
         res.write_text(json.dumps({**meta, "rows": rows}, indent=2))
         (args.out / "table.md").write_text(
-            f"Presets, 1 run each: `{meta['command']}` ({meta['machine']}; load = uptime before-after; "
-            f"FID at tiny n after so few kimg is a run check, not a result; kimg per row)\n\n" + table(rows))
+            f"Presets, 1 run each, by `presets_smoke.py --presets P --kimg K --threads T` (last: "
+            f"`{meta['command']}`; {meta['machine']}; each row's kimg, date and commit in results.json; "
+            f"load = uptime before-after; FID at tiny n after so few kimg is a run check, not a "
+            f"result)\n\n" + table(rows))
         print(table(rows), flush=True)
     return 0 if all(r["train_exit"] == r["sample_exit"] == r["eval_exit"] == 0 for r in rows) else 1
 
