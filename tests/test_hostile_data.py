@@ -182,3 +182,36 @@ def test_undecodable_images_in_an_intact_archive_are_counted_loudly(tmp_path, ca
     assert f"warning: skipped 2 unreadable images of {N} in {data}, {N - 2} left" in stdout
     log = (out / "log.txt").read_text()
     assert f"warning: 2 of {N} images in {data} were unreadable and skipped; training on {N - 2}" in log
+
+
+def test_damaged_zip_member_stops_a_lazy_dataset_at_open(tmp_path):
+    from vitgan.data import open_dataset
+    from vitgan.errors import UserError
+
+    data = tmp_path / "d.zip"
+    data.write_bytes(damage_zip_member(zip_bytes()))
+    with pytest.raises(UserError, match="member a/003.png is damaged"):
+        open_dataset(str(data), resolution=16, in_memory=False, log=lambda *_: None)
+
+
+def test_truncated_cifar_pickle_tarball_stops_with_one_line(tmp_path):
+    """`--data cifar10:ROOT` with a damaged cifar-10-python.tar.gz: the same verified listing."""
+    import pickle
+
+    from vitgan.data import open_dataset
+    from vitgan.errors import UserError
+
+    batch = pickle.dumps({"data": np.random.default_rng(0).integers(0, 255, (50, 3072), dtype=np.uint8),
+                          "labels": [0, 1] * 25}, protocol=2)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(batch)
+            tf.addfile(info, io.BytesIO(batch))
+    data = buf.getvalue()
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(data)
+    assert len(open_dataset(f"cifar10:{tmp_path}", resolution=32, download=False, log=lambda *_: None)) == 250
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(data[: len(data) * 3 // 4])
+    with pytest.raises(UserError, match="gzip-compressed tar is corrupt .*truncated"):
+        open_dataset(f"cifar10:{tmp_path}", resolution=32, download=False, log=lambda *_: None)
