@@ -42,8 +42,9 @@ most 4 GiB (``IN_MEMORY_LIMIT``), else per item (lazy, for DataLoader workers).
 
 Bad data: an unreadable image (corrupt, truncated, not an image) is skipped and counted in
 ``ds.skipped`` with one log line; a missing path, an empty folder, an unknown format, a corrupt
-archive or LMDB, or a dataset of only unreadable images raises ``vitgan.errors.UserError`` (one
-line: the path, the problem, the fix) when the dataset is opened.
+archive (a tar's damaged header or compressed stream, a zip member failing its CRC: verified end
+to end, never a silently smaller dataset) or LMDB, or a dataset of only unreadable images raises
+``vitgan.errors.UserError`` (one line: the path, the problem, the fix) when the dataset is opened.
 """
 
 from vitgan.data.dataset import IN_MEMORY_LIMIT, ImageDataset, open_dataset

@@ -14,6 +14,8 @@ else ``~/.cache/vitgan/data``; ``NAME:PATH`` sets the root inline):
 
 Paths: a folder of images; .zip; .tar/.tar.gz/.tgz/.tar.bz2/.tar.xz; .npz; an LMDB folder
 (holding data.mdb) or .mdb file; a CIFAR-10 batches folder or archive (found by its members).
+An archive's type is read from its first bytes (a zip named .tar.gz is read as the zip it is), and
+a tar archive is verified end to end as it is listed (``vitgan.data.archives.list_tar``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import zipfile
 
 from vitgan.data import cifar
 from vitgan.data.image import is_image_name
-from vitgan.data.archives import TarSource, ZipSource, _archive_error, list_tar
+from vitgan.data.archives import (TarSource, ZipSource, _archive_error, _member_error, list_tar,
+                                  not_an_archive, sniff)
 from vitgan.data.labels import LABEL_FILE, apply_label_file
 from vitgan.data.sources import (
     ARCHIVE_ERRORS,
@@ -103,34 +106,50 @@ def open_path(path: str, split: str) -> Source:
         return open_npz(path, split)
     if low.endswith(".mdb"):
         return LmdbSource(path, name=os.path.basename(os.path.dirname(os.path.abspath(path))))
-    if base.startswith("img_align_celeba") and low.endswith(".zip"):
-        return open_celeba(path, split, False, print)
-    if low.endswith(".zip"):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-        except Exception as err:
-            raise _archive_error(path, err) from None
-        if any(cifar.is_cifar_member(n) for n in names):
-            return cifar.read_cifar(path, split, name="cifar10")
-        src = ZipSource(path, split)
-        if LABEL_FILE in names:
-            with zipfile.ZipFile(path) as zf:
-                apply_label_file(src, zf.read(LABEL_FILE), f"{path}:{LABEL_FILE}")
-        return src
-    if low.endswith(TAR_SUFFIXES):
-        members = list_tar(path)
-        if any(m.isfile() and cifar.is_cifar_member(m.name) for m in members):
-            return cifar.read_cifar(path, split, name="cifar10")
-        src = TarSource(path, split, members=members)
-        label_member = next((m for m in members if m.isfile()
-                             and m.name in (LABEL_FILE, f"./{LABEL_FILE}")), None)
-        if label_member is not None:
-            apply_label_file(src, _read_tar_member(path, label_member), f"{path}:{LABEL_FILE}")
-        return src
+    kind = sniff(path)  # archives by their first bytes, whatever their name says
+    if kind == "zip":
+        return _open_zip(path, split)
+    if kind in ("gzip", "bzip2", "xz", "tar"):
+        return _open_tar(path, split)
+    if low.endswith(TAR_SUFFIXES) or low.endswith(".zip"):
+        raise not_an_archive(path, kind, "a zip archive" if low.endswith(".zip") else "a tar archive")
     if is_image_name(base):
         raise UserError(f"{path} is a single image; pass the folder that holds the images")
-    raise UserError(f"{path}: unknown data format (by its name); pass {FORMATS}")
+    raise UserError(f"{path}: unknown data format (neither its name nor its content, {kind}, is one "
+                    f"vitgan reads); pass {FORMATS}")
+
+
+def _open_zip(path: str, split: str) -> Source:
+    if os.path.basename(path).lower().startswith("img_align_celeba"):
+        return open_celeba(path, split, False, print)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except Exception as err:
+        raise _archive_error(path, err) from None
+    if any(cifar.is_cifar_member(n) for n in names):
+        return cifar.read_cifar(path, split, name="cifar10")
+    src = ZipSource(path, split)
+    if LABEL_FILE in names:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                labels = zf.read(LABEL_FILE)
+        except ARCHIVE_ERRORS as err:
+            raise _member_error(path, LABEL_FILE, err) from None
+        apply_label_file(src, labels, f"{path}:{LABEL_FILE}")
+    return src
+
+
+def _open_tar(path: str, split: str) -> Source:
+    members = list_tar(path)
+    if any(m.isfile() and cifar.is_cifar_member(m.name) for m in members):
+        return cifar.read_cifar(path, split, name="cifar10")
+    src = TarSource(path, split, members=members)
+    label_member = next((m for m in members if m.isfile()
+                         and m.name in (LABEL_FILE, f"./{LABEL_FILE}")), None)
+    if label_member is not None:
+        apply_label_file(src, _read_tar_member(path, label_member), f"{path}:{LABEL_FILE}")
+    return src
 
 
 def _read_tar_member(path: str, member) -> bytes:

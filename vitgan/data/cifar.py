@@ -19,7 +19,7 @@ import zipfile
 
 import numpy as np
 
-from vitgan.data.archives import _archive_error
+from vitgan.data.archives import _archive_error, list_tar
 from vitgan.data.sources import ARCHIVE_ERRORS, ArraySource, file_identity, one_line
 from vitgan.errors import UserError
 
@@ -105,6 +105,7 @@ def _read_files(path: str, wanted: list[str]) -> dict[str, bytes]:
                     if base in wanted and base not in out:
                         out[base] = zf.read(info)
         else:
+            list_tar(path)  # verified end to end (tarfile alone stops at a damaged header silently)
             with tarfile.open(path, "r:*") as tf:
                 for m in tf:
                     base = m.name.rsplit("/", 1)[-1]

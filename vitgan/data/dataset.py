@@ -6,10 +6,11 @@ thread pool, as PIL releases the GIL while decoding and resampling) or, when tha
 exceed ``IN_MEMORY_LIMIT`` bytes, decodes per item (for DataLoader workers).
 
 Bad files never stop a run halfway: an unreadable image found while loading is skipped and
-counted (``ds.skipped``, and one log line "skipped N unreadable images ..."); in lazy mode one
-found later is replaced by the next readable image and counted. Problems with the dataset as a
+counted (``ds.skipped``, and one log line "warning: skipped N unreadable images of M ..."); in
+lazy mode one found later is replaced by the next readable image and counted. Problems with the dataset as a
 whole (missing, empty, corrupt archive or LMDB, every image unreadable) raise ``UserError`` when
-the dataset is opened, before any training.
+the dataset is opened, before any training: a damaged archive (a tar's compressed stream or
+headers, a zip member's CRC) stops us rather than train on a silently smaller dataset.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 
 from vitgan.data.catalog import open_source
 from vitgan.data.image import decode
-from vitgan.data.archives import TarSource
+from vitgan.data.archives import TarSource, ZipSource
 from vitgan.data.sources import SPLITS, Source, one_line
 from vitgan.errors import OptionError, UserError
 
@@ -180,6 +181,8 @@ class ImageDataset(torch.utils.data.Dataset):
         src = self.source
         if isinstance(src, TarSource) and src.compressed:
             src.preload()
+        elif isinstance(src, ZipSource):
+            src.verify()  # every member's CRC now, so a damaged one cannot surface mid-run
         n = min(len(src), _PROBE)
         errors = []
         for i in range(n):
@@ -206,8 +209,8 @@ class ImageDataset(torch.utils.data.Dataset):
         self.skipped += len(errors)
         i, err = errors[0]
         self._log(one_line(
-            f"skipped {len(errors)} unreadable images of {n} in {self.source.path} "
-            f"(e.g. {self.source.names[i]}: {err})"
+            f"warning: skipped {len(errors)} unreadable images of {n} in {self.source.path}, "
+            f"{n - len(errors)} left (e.g. {self.source.names[i]}: {err}); replace or remove them"
         ))
 
     def _fingerprint(self) -> str:

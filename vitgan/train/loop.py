@@ -138,7 +138,8 @@ def _run(t: Trainer, manifest: dict | None, resume: bool) -> int:
     cfg, d, files = t.cfg, t.d, t.files
     skipped = getattr(t.ds, "skipped", 0)
     if skipped:
-        files.log(f"note: {skipped} unreadable image(s) were skipped")
+        files.log(f"warning: {skipped} of {len(t.ds) + skipped} images in {cfg.data} were unreadable and "
+                  f"skipped; training on {len(t.ds)}")
     if resume and manifest is not None:
         state.load(t, manifest)
         files.log(f"resumed from {t.last_ckpt} at kimg {t.nimg / 1000:.3f} (step {t.step})")

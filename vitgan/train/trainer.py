@@ -237,8 +237,8 @@ class Trainer:
     def reals(self) -> None:
         if not self.files.active:
             return
-        n = min(self.cfg.grid * self.cfg.grid, len(self.ds))
-        x = torch.stack([torch.as_tensor(self.ds[i]) for i in range(n)]).float() / 127.5 - 1
+        idx = reals_indices(len(self.ds), self.cfg.grid * self.cfg.grid, self.cfg.seed)
+        x = torch.stack([torch.as_tensor(self.ds[i]) for i in idx]).float() / 127.5 - 1
         self.files.save_grid("reals.png", x, nrow=self.cfg.grid)
 
     def metrics(self) -> tuple[dict, float]:
@@ -266,3 +266,12 @@ class Trainer:
         """Number of G / D / G_ema tensors holding NaN or Inf (a device scalar, no sync)."""
         ts = [p for m in (self.G, self.D, self.ema.module) for p in m.parameters()]
         return torch.stack([(~torch.isfinite(t)).any() for t in ts]).sum()
+
+
+def reals_indices(n: int, count: int, seed: int) -> list[int]:
+    """Which images reals.png shows: ``min(count, n)`` distinct ones drawn at random (from their
+    own stream, seeded by the run's seed: the same run shows the same grid), in increasing
+    order, not the first ``count``, which in a class-sorted archive are all of one class."""
+    rng = np.random.default_rng(seed_for(seed, "reals"))
+    return sorted(int(i) for i in rng.choice(n, size=min(count, n), replace=False))
+
