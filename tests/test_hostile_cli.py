@@ -171,6 +171,34 @@ def test_sample_full_disk_is_one_line_and_leaves_nothing(tiny, tmp_path, capsys,
     assert _files(tmp_path) == []  # no half archive, no temporary
 
 
+@pytest.mark.parametrize("out", ["x.npz", "d/"])
+def test_sample_sigterm_mid_write_keeps_nothing_half_written(tiny, tmp_path, out):
+    """SIGTERM while a long sample streams (we wait for the temporary file): one line, exit 143,
+    no temporary or half file left (a folder keeps only complete PNGs)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "vitgan", "sample", tiny[0], "-n", "10000000",
+                             "--out", f"{tmp_path}/{out}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_env(), text=True)
+    t0 = time.time()
+    while not any(p.name.startswith(".") for p in tmp_path.rglob("*")) and not (tmp_path / "d").is_dir():
+        assert proc.poll() is None and time.time() - t0 < 60, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM) while writing" in err and "Traceback" not in err
+    left = _files(tmp_path)
+    assert not any(Path(name).name.startswith(".") for name in left), left  # no temporary
+    if out == "x.npz":
+        assert left == []
+    else:
+        pngs = list((tmp_path / "d").iterdir())
+        assert pngs and all(np.array(Image.open(p)).shape == (16, 16, 3) for p in pngs)  # each complete
+
+
 def test_version():
     r = subprocess.run([sys.executable, "-m", "vitgan", "--version"], capture_output=True, text=True, env=_env(),
                        timeout=60)

@@ -24,10 +24,11 @@ class i mod K.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
-from vitgan.errors import OptionError
+from vitgan.errors import OptionError, UserError
 from vitgan.files import atomic_write, temporary_name
 
 
@@ -148,7 +149,7 @@ def run(args) -> int:
             bar.update(len(item[0]))
 
     try:
-        with writing(out):
+        with writing(out), terminated_cleanly(out):
             if kind == "dir":
                 write_folder(out, batches(), cfg.classes)
             elif kind == "npz":
@@ -174,6 +175,26 @@ def run(args) -> int:
                 else f", classes in turn ({', '.join(labels)}; pick one with --class)")
         print(f"wrote {out}: {total} samples, {cols} per row{what}")
     return 0
+
+
+@contextlib.contextmanager
+def terminated_cleanly(out: Path):
+    """SIGTERM while writing: one line, exit 143, and the temporary file removed (as Ctrl-C does)."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        raise UserError(f"terminated (SIGTERM) while writing {out}; nothing half-written was kept",
+                        exit_code=128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def near_cols(n: int) -> int:
