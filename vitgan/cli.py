@@ -28,8 +28,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"vitgan: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _version() -> str:
+    """This package's version (``vitgan.__version__``, which pyproject.toml's matches)."""
+    import vitgan
+
+    return vitgan.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vitgan", description="ViTGAN: Training GANs with Vision Transformers")
+    parser.add_argument("--version", action="version", version=f"vitgan {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

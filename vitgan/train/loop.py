@@ -58,7 +58,10 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
     _apply_determinism(cfg, d.device)
     files = RunFiles(run_dir, rank=d.rank, console=console)
     # before the folder exists only the console hears us; a resumed run's log.txt hears all
-    say = files.log if resume else (console or print) if d.is_main else (lambda *_: None)
+    say = files.log if resume else files.console if d.is_main else (lambda *_: None)
+    # the first line, at once (flushed): what is trained, on what, where; opening data can take a while
+    say(f"{'resuming' if resume else 'starting'}: {options['preset']} preset, data {cfg.data}, "
+        f"run folder {run_dir}; opening the data")
     try:
         dataset = open_training_data(cfg, model_cfg, log=say)
         if len(dataset) == 0:

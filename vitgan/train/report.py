@@ -104,8 +104,11 @@ class Reporter:
             from tqdm import tqdm
         except ImportError:
             return
-        self.bar = tqdm(total=self.total_nimg / 1000, initial=self.t.nimg / 1000, unit="kimg",
-                        dynamic_ncols=True, file=sys.stderr, leave=False, disable=None,  # None: off
+        # counted in images (exact integers), shown in kimg; step() never passes total, so the last
+        # step of a --kimg that is not a multiple of the batch does not overshoot ("clamping frac")
+        self.bar = tqdm(total=self.total_nimg, initial=min(self.t.nimg, self.total_nimg), unit="img",
+                        unit_scale=1e-3, dynamic_ncols=True, file=sys.stderr, leave=False,
+                        disable=None,  # None: off unless stderr is a terminal (no \r in pipes or logs)
                         bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
 
     def close_bar(self) -> None:
@@ -115,7 +118,9 @@ class Reporter:
 
     def step(self) -> None:
         if self.bar is not None:
-            self.bar.update(self.t.cfg.batch / 1000)
+            room = self.total_nimg - self.bar.n
+            if room > 0:
+                self.bar.update(min(self.t.cfg.batch, room))
 
     # ------------------------------------------------------------------ the tick
     def row(self, losses: dict, *, tick_time: float, imgs: int, maintenance: float, total_s: float) -> dict:

@@ -213,6 +213,7 @@ def _console(msg: str) -> None:
         from tqdm import tqdm
 
         tqdm.write(msg, file=sys.stdout)
+        sys.stdout.flush()  # a pipe or log file sees each line as it is made, not at exit
     except ImportError:
         print(msg, flush=True)
 
