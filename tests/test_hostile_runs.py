@@ -189,6 +189,8 @@ def test_bit_flipped_snapshot_is_refused_by_sample(resumed, tmp_path, capsys):
     assert rc == 1 and f"{snap} is damaged" in err and "sha256" in err
     _one_line(err)
     assert not (tmp_path / "x.png").exists()
+    rc, _, err = main(["export", snap, "--out", tmp_path / "exported"], capsys)
+    assert rc == 1 and f"{snap} is damaged" in err and not (tmp_path / "exported").exists()
     # the run's own snapshot is untouched (it was never a hard link of anything)
     assert main(["sample", resumed / snap.name, "--n", "1", "--out", tmp_path / "y.png"]) == 0
 
@@ -275,6 +277,6 @@ def test_state_dict_mismatch_names_the_keys(resumed, tmp_path, capsys):
     _one_line(err)
     for text in ("1 missing", gone.removeprefix("G_ema."), "1 unexpected (extra.weight)",
                  "1 of another shape", reshaped.removeprefix("G_ema.") + ": (3, 5) in the file",
-                 "another model config"):
+                 "for another model config"):
         assert text in err, (text, err)
     assert json.loads(meta["model_config"])["g_dim"] == SMALL_MODEL["g_dim"]

@@ -280,9 +280,9 @@ def load_module(module: torch.nn.Module, state_dict: dict, what: str, source=Non
     """``module.load_state_dict(state_dict)`` or a UserError naming the keys that do not fit."""
     problems = mismatch(module, state_dict)
     if problems:
-        raise UserError(f"{source or 'checkpoint'}: its weights do not match {what}: {problems}; it was "
-                        f"made for another model config (or edited), so load it with the config "
-                        f"saved beside it, or retrain") from None
+        raise UserError(f"{source or 'checkpoint'}: its weights do not match {what}: {problems}; the weights were "
+                        f"written for another model config than the one stored with them (an edited "
+                        f"or mixed-up file); use the run's own checkpoint or snapshot") from None
     module.load_state_dict(state_dict, strict=True)
 
 
