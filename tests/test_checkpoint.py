@@ -35,7 +35,7 @@ def test_save_verify_load_and_prune(tmp_path):
         manifest, mods = _save(run, nimg, seed=nimg, snapshot=nimg == 16)
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == [f"ckpt-0000000000{n}.{ext}" for n in (16, 24) for ext in ("json", "pt", "safetensors")]
-    assert (run / "network-snapshot-000000.safetensors").is_file()  # kept after pruning
+    assert (run / "network-snapshot-000000016.safetensors").is_file()  # kept after pruning
     m = ckpt.latest_valid(run)
     assert m["nimg"] == 24 and m["step"] == 3
     G, cfg = ckpt.load_generator(run)
@@ -43,7 +43,7 @@ def test_save_verify_load_and_prune(tmp_path):
     for k, v in mods["G_ema"].state_dict().items():
         assert torch.equal(G.state_dict()[k], v)
     # a snapshot file alone rebuilds the generator (config inside)
-    G2, _ = ckpt.load_generator(run / "network-snapshot-000000.safetensors")
+    G2, _ = ckpt.load_generator(run / "network-snapshot-000000016.safetensors")
     z = torch.randn(2, cfg.z_dim)
     assert G2(z).shape == (2, 3, 16, 16)
 
@@ -79,7 +79,7 @@ def test_damaged_checkpoint_is_detected_and_previous_used(tmp_path, damage):
 def test_truncated_safetensors_file_is_a_clear_error(tmp_path):
     run = tmp_path / "R"
     _save(run, 8, snapshot=True)
-    snap = run / "network-snapshot-000000.safetensors"
+    snap = run / "network-snapshot-000000008.safetensors"
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(snap.read_bytes()[:1000])
     with pytest.raises(UserError, match="not a complete safetensors file"):

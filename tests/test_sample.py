@@ -62,7 +62,7 @@ def test_samples_come_from_g_ema_and_seeds_compose(run, tmp_path):
 
 
 def test_truncation_and_snapshot_file(run, tmp_path):
-    snap = run[0] / "network-snapshot-000001.safetensors"
+    snap = run[0] / "network-snapshot-000001000.safetensors"
     assert main(["sample", snap, "--n", "2", "--trunc", "0.5", "--out", tmp_path / "t.png"]) == 0
     assert Image.open(tmp_path / "t.png").size == (64, 32)
 

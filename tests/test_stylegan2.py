@@ -260,7 +260,7 @@ def test_tiny_preset_trains_samples_and_reloads(tmp_path, capsys, preset):
     opts = json.loads((run / "training_options.json").read_text())
     model = PRESETS[preset]["model"]
     assert (opts["model"]["g_arch"], opts["model"]["d_arch"]) == (model.g_arch, model.d_arch)
-    assert (run / "network-snapshot-000000.safetensors").is_file() and (run / "fakes000000.png").is_file()
+    assert (run / "network-snapshot-000000016.safetensors").is_file() and (run / "fakes000000000.png").is_file()
     row = stats(run)[-1]
     assert row["kimg"] == 0.016 and all(v == v for k, v in row.items() if k.startswith("loss/"))
     rc, out, _ = main(["sample", run, "--n", "4", "--out", tmp_path / "g.png"], capsys)

@@ -56,7 +56,7 @@ BAD_OPTIONS = [
     (["--set", "augment=rotate"], "unknown DiffAugment op 'rotate'"),
     (["--set", "bcr_real=-1"], "bcr_real must be >= 0"),
     (["--set", "r1_interval=0"], "r1_interval must be a positive integer"),
-    (["--kimg", "0"], "--kimg must be > 0"),
+    (["--kimg", "0"], "kimg must be > 0"),
     (["--set", "device=tpu"], "device='tpu' is not valid"),
     (["--set", "metrics=fid,bogus"], "unknown metric 'bogus'"),
 ]
@@ -108,8 +108,8 @@ def test_train_end_to_end_then_resume_and_sample(tmp_path, capsys):
     proc = cli("train", "--preset", "tiny", "--data", data, "--kimg", "0.032", "--out", run, *small_args())
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in run.iterdir()}
-    assert {"training_options.json", "log.txt", "stats.jsonl", "reals.png", "fakes000000.png",
-            "checkpoints", "network-snapshot-000000.safetensors"} <= names
+    assert {"training_options.json", "log.txt", "stats.jsonl", "reals.png", "fakes000000000.png",
+            "checkpoints", "network-snapshot-000000032.safetensors"} <= names
     assert any(n.startswith("events.out.tfevents") for n in names)
     opts = json.loads((run / "training_options.json").read_text())
     assert opts["world_size"] == 1 and opts["train"]["kimg"] == 0.032 and opts["model"]["resolution"] == 16

@@ -123,6 +123,9 @@ class ModelConfig:
 
     # ---------------------------------------------------------------- checks
     def validate(self) -> None:
+        check_finite(self)
+        if not self.mapping_lr_mult > 0:
+            raise OptionError(f"mapping_lr_mult must be > 0, got {self.mapping_lr_mult}")
         for name in ("g_arch", "d_arch"):
             if getattr(self, name) not in ARCHS:
                 raise OptionError(f"{name}={getattr(self, name)!r} is not valid; choose one of "
@@ -198,6 +201,15 @@ class ModelConfig:
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
+
+
+def check_finite(obj) -> None:
+    """Every float field of a config dataclass is a finite number. Run first: NaN fails every
+    comparison, so ``x < 0`` style range checks would let it through (and inf past ``x > 0``)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OptionError(f"{f.name}={value} is not a finite number; give a finite value")
 
 
 def _divisors(n: int) -> list[int]:
@@ -352,4 +364,4 @@ def field_names(cls) -> list[str]:
 
 
 __all__ = ["ModelConfig", "ABLATIONS", "ARCHS", "LEGACY_DEFAULTS", "PRESETS", "get_preset", "model_config", "preset_names",
-           "apply_overrides", "parse_set", "coerce", "field_names"]
+           "apply_overrides", "parse_set", "coerce", "field_names", "check_finite"]

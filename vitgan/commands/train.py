@@ -7,7 +7,9 @@
 
 Options are resolved preset -> flags -> ``--set key=value`` (training keys of
 ``vitgan.train.options.TrainConfig`` and model keys of ``vitgan.config.ModelConfig``); any bad
-value stops here with one line and exit code 2, before anything is written. ``--out DIR`` is the
+value (a number that is not finite or out of range, a precision or device this machine does not
+have) stops here with one line and exit code 2, before anything is written, ``--dry-run`` included.
+A folder another run is writing (``vitgan.train.lock``) is refused here too (exit 1). ``--out DIR`` is the
 run folder itself and must be new or empty; without it runs go to ``runs/<NNNNN>-<preset>-<data>``.
 """
 
@@ -42,18 +44,16 @@ def add_arguments(p) -> None:
 def resolve(args) -> tuple[dict, bool]:
     """Return (options with run_dir, resume?) or raise OptionError / UserError; writes nothing."""
     from vitgan.train.options import resolve_options
+    from vitgan.train.lock import refuse_if_locked
     from vitgan.train.run_dir import check_new_run_dir, default_run_dir, read_options
 
-    pairs = parse_set(args.set)
-    if args.kimg is not None and not args.kimg > 0:
-        raise OptionError(f"--kimg must be > 0, got {args.kimg}")
-    if args.batch is not None and args.batch <= 0:
-        raise OptionError(f"--batch must be a positive integer, got {args.batch}")
+    pairs = parse_set(args.set)  # --kimg / --batch are checked with the rest, by TrainConfig
     data = _abs_if_path(args.data)
     saved = run_dir = None
     if args.resume:
         run_dir = Path(args.resume)
         saved = read_options(run_dir)
+        refuse_if_locked(run_dir)  # a run is writing it now: say so before anything else
         if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
             raise OptionError("--out and --resume name different folders; a resumed run stays in its folder")
     options = resolve_options(args.preset, saved=saved, data=data, kimg=args.kimg, batch=args.batch,

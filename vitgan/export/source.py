@@ -90,15 +90,11 @@ def _from_run(p: Path, device) -> Source:
     sd = weights.get("G_ema") or weights.get("G")
     if sd is None:
         raise UserError(f"{wpath} holds no generator weights (G_ema or G)")
-    G = ckpt.build_generator(cfg, sd, device)
+    G = ckpt.build_generator(cfg, sd, device, wpath)
     D = None
     if "D" in weights:
         D = build_discriminator(cfg)
-        try:
-            D.load_state_dict(weights["D"], strict=True)
-        except RuntimeError as err:
-            raise UserError(f"{wpath}: the discriminator's weights do not match its config: "
-                            f"{str(err).splitlines()[0]}") from None
+        ckpt.load_module(D, weights["D"], "the discriminator its config describes", wpath)
         D = D.to(device).eval().requires_grad_(False)
     run_dir = p if p.is_dir() else (wpath.parent.parent if wpath.parent.name == ckpt.CKPT_DIR else wpath.parent)
     kimg = metadata.get("kimg")

@@ -13,8 +13,11 @@ A checkpoint of a run at ``nimg`` images is three files in ``<run>/checkpoints/`
 name in the same folder, flushed, fsynced and renamed over its final name, and the folder is
 fsynced (``vitgan.files.atomic_write``); the manifest is the "complete" marker, so a checkpoint
 whose manifest is missing, or whose files do not match it, is never read: loading falls back to the previous one. The last
-``keep`` checkpoints are kept; permanent ``network-snapshot-<kimg:06d>.safetensors`` files in the
-run folder (hard links to the weights, or copies) are what users share and sample from.
+``keep`` checkpoints are kept; permanent ``network-snapshot-<nimg:09d>.safetensors`` files in the
+run folder (their own copies, with their own checksum: ``vitgan.train.snapshots``) are what users
+share and sample from. A save that fails (full disk) removes the files it wrote; resuming sets a
+damaged checkpoint aside whole (all its files renamed ``*.damaged``, nothing deleted) and removes
+half-written ones (files without a manifest: a save that never completed).
 
 A model is rebuilt from a checkpoint alone: ``ModelConfig.from_dict`` of the metadata plus the
 weights (``load_generator``).
@@ -34,13 +37,12 @@ import torch
 
 from vitgan.config import ModelConfig
 from vitgan.errors import UserError
-from vitgan.files import (atomic_link_or_copy, atomic_write_bytes, atomic_write_text, is_temporary,
-                          sha256_bytes, sha256_file)
+from vitgan.files import atomic_write_bytes, atomic_write_text, is_temporary, sha256_bytes, sha256_file
+from vitgan.train import snapshots
 
 FORMAT = "vitgan-checkpoint-v1"
 CKPT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^ckpt-(\d{12})\.json$")
-_SNAP_RE = re.compile(r"^network-snapshot-(\d+)\.safetensors$")
 MODULES = ("G", "D", "G_ema")
 
 
@@ -53,7 +55,8 @@ def ckpt_paths(run_dir: str | os.PathLike, nimg: int) -> dict[str, Path]:
 
 
 def snapshot_path(run_dir: str | os.PathLike, nimg: int) -> Path:
-    return Path(run_dir) / f"network-snapshot-{nimg // 1000:06d}.safetensors"
+    """Where a snapshot at ``nimg`` images goes (the first free name: none is ever replaced)."""
+    return snapshots.new_snapshot_path(run_dir, nimg)
 
 
 # ------------------------------------------------------------------------------ save
@@ -68,7 +71,7 @@ def weights_bytes(modules: dict[str, torch.nn.Module], model_cfg: ModelConfig, *
             tensors[f"{name}.{key}"] = value.detach().to("cpu", copy=True).contiguous()
     metadata = {"format": FORMAT, "model_config": json.dumps(model_cfg.to_dict()),
                 **{k: str(v) for k, v in meta.items()}}
-    return save(tensors, metadata=metadata)
+    return snapshots.with_checksum(save(tensors, metadata=metadata))
 
 
 def save_checkpoint(run_dir: str | os.PathLike, *, modules: dict[str, torch.nn.Module],
@@ -84,8 +87,14 @@ def save_checkpoint(run_dir: str | os.PathLike, *, modules: dict[str, torch.nn.M
     buf = io.BytesIO()
     torch.save(state, buf)
     sbytes = buf.getvalue()
-    atomic_write_bytes(paths["weights"], wbytes)
-    atomic_write_bytes(paths["state"], sbytes)
+    try:
+        atomic_write_bytes(paths["weights"], wbytes)
+        atomic_write_bytes(paths["state"], sbytes)
+    except BaseException:  # full disk, killed: no half checkpoint (weights without a manifest) stays
+        if not paths["manifest"].exists():
+            for role in ("weights", "state"):
+                paths[role].unlink(missing_ok=True)
+        raise
     manifest = {
         "format": FORMAT, "kimg": nimg / 1000, "nimg": nimg, "step": step, "time": time.time(),
         "files": {
@@ -96,8 +105,8 @@ def save_checkpoint(run_dir: str | os.PathLike, *, modules: dict[str, torch.nn.M
         },
     }
     atomic_write_text(paths["manifest"], json.dumps(manifest, indent=2))
-    if snapshot:
-        atomic_link_or_copy(paths["weights"], snapshot_path(run_dir, nimg))
+    if snapshot:  # its own file (not a link to the rolling weights), checksum inside
+        atomic_write_bytes(snapshot_path(run_dir, nimg), wbytes)
     prune(run_dir, keep)
     return paths["manifest"]
 
@@ -166,13 +175,25 @@ def latest_valid(run_dir: str | os.PathLike, log=print) -> dict | None:
 
 
 def quarantine_newer(run_dir: str | os.PathLike, manifest: dict | None, log=print) -> None:
-    """Rename the manifests of damaged checkpoints newer than ``manifest`` to ``*.json.damaged``
-    (kept for inspection, never read or counted again) before a resumed run writes new ones."""
+    """Before a resumed run writes new checkpoints: set aside each damaged checkpoint newer than
+    ``manifest`` (its manifest, weights and state renamed to ``*.damaged``: kept for inspection,
+    never read or counted again; a still-valid weights file is not lost with them), then remove
+    half-written ones (weights or state without a manifest, and temporary files: saves that never
+    completed, e.g. on a full disk; the manifest is the "complete" marker, so none was usable)."""
     newest = int(manifest["nimg"]) if manifest else -1
     for m in list_manifests(run_dir):
         if int(_CKPT_RE.match(m.name).group(1)) > newest:
-            os.replace(m, m.with_name(m.name + ".damaged"))
-            log(f"note: set aside the damaged checkpoint {m.name} (renamed to {m.name}.damaged)")
+            for f in (m.with_suffix(".safetensors"), m.with_suffix(".pt"), m):
+                if f.exists():
+                    os.replace(f, f.with_name(f.name + ".damaged"))
+            log(f"note: set aside the damaged checkpoint {m.stem} (its files renamed to *.damaged)")
+    ckdir = Path(run_dir) / CKPT_DIR
+    complete = {m.stem for m in list_manifests(run_dir)}
+    for f in sorted(ckdir.iterdir()) if ckdir.is_dir() else []:
+        if is_temporary(f.name) or (f.suffix in (".safetensors", ".pt") and f.stem not in complete):
+            f.unlink(missing_ok=True)
+            if not is_temporary(f.name):
+                log(f"note: removed {f.name}, part of a checkpoint save that never completed (no manifest)")
 
 
 # ------------------------------------------------------------------------------ load
@@ -181,9 +202,12 @@ def load_state(path: str | os.PathLike) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"refusing to load {path}: it is not a weights-only checkpoint and "
-                        f"unpickling it could run code ({first[:200]})") from None
+        # our own words only: PyTorch's message suggests weights_only=False, which would run it
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f" (it names {found.group(1)})" if found else ""
+        raise UserError(f"refusing to load {path}: it is not a weights-only checkpoint{what} and "
+                        f"unpickling it could run code; vitgan never does that, so only load "
+                        f"checkpoints vitgan wrote (.safetensors or a weights-only .pt)") from None
     except (OSError, RuntimeError, EOFError, ValueError) as err:
         raise UserError(f"cannot read {path}: {err}") from None
 
@@ -191,14 +215,17 @@ def load_state(path: str | os.PathLike) -> dict:
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     """Read a vitgan safetensors file -> ({"G": sd, "D": sd, "G_ema": sd}, metadata)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
+    from safetensors.torch import load
 
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        flat = load_file(str(path))
+        data = Path(path).read_bytes()
+        flat = load(data)
+        metadata = snapshots.split_header(data)[0].get("__metadata__") or {}
     except (SafetensorError, OSError, ValueError) as err:
         raise UserError(f"cannot read {path}: not a complete safetensors file ({err})") from None
+    if snapshots.check_checksum(data) is False:  # None: written before files carried one
+        raise UserError(f"{path} is damaged: its content does not match the sha256 in its "
+                        f"metadata; use another snapshot or the run's {CKPT_DIR}/")
     if metadata.get("format") != FORMAT or "model_config" not in metadata:
         raise UserError(f"{path} is a safetensors file but not a vitgan checkpoint "
                         f"(no model_config in its metadata)")
@@ -225,7 +252,7 @@ def resolve_weights_path(path: str | os.PathLike, log=print) -> Path:
         manifest = latest_valid(path, log=log)
         if manifest is not None:
             return Path(manifest["_dir"]) / manifest["files"]["weights"]["name"]
-        snaps = sorted(p for p in path.iterdir() if _SNAP_RE.match(p.name))
+        snaps = snapshots.list_snapshots(path)
         if snaps:
             return snaps[-1]
         raise UserError(f"no complete checkpoint in {path} (looked for {CKPT_DIR}/ckpt-*.json, "
@@ -241,16 +268,41 @@ def resolve_weights_path(path: str | os.PathLike, log=print) -> Path:
     return path
 
 
-def build_generator(cfg: ModelConfig, state_dict: dict, device="cpu"):
+def build_generator(cfg: ModelConfig, state_dict: dict, device="cpu", source=None):
     from vitgan.models import build_generator
 
     G = build_generator(cfg)  # the architecture the saved config names (cfg.g_arch)
-    try:
-        G.load_state_dict(state_dict, strict=True)
-    except RuntimeError as err:
-        raise UserError(f"checkpoint weights do not match the generator its config describes: "
-                        f"{str(err).splitlines()[0]}") from None
+    load_module(G, state_dict, "the generator its config describes", source)
     return G.to(device).eval().requires_grad_(False)
+
+
+def load_module(module: torch.nn.Module, state_dict: dict, what: str, source=None) -> None:
+    """``module.load_state_dict(state_dict)`` or a UserError naming the keys that do not fit."""
+    problems = mismatch(module, state_dict)
+    if problems:
+        raise UserError(f"{source or 'checkpoint'}: its weights do not match {what}: {problems}; the weights were "
+                        f"written for another model config than the one stored with them (an edited "
+                        f"or mixed-up file); use the run's own checkpoint or snapshot") from None
+    module.load_state_dict(state_dict, strict=True)
+
+
+def mismatch(module: torch.nn.Module, state_dict: dict) -> str:
+    """"" if ``state_dict`` fits ``module``, else which keys are missing, unexpected or of
+    another shape (the first few of each, and how many)."""
+    own = module.state_dict()
+    parts = []
+    for label, keys in (("missing", [k for k in own if k not in state_dict]),
+                        ("unexpected", [k for k in state_dict if k not in own]),
+                        ("shape", [k for k in own if k in state_dict
+                                   and tuple(own[k].shape) != tuple(state_dict[k].shape)])):
+        if keys:
+            shown = [f"{k}: {tuple(state_dict[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+                     if label == "shape"
+                     else k for k in keys[:3]]
+            more = f", ... ({len(keys)} in all)" if len(keys) > 3 else ""
+            parts.append(f"{len(keys)} {'of another shape' if label == 'shape' else label} "
+                         f"({', '.join(shown)}{more})")
+    return "; ".join(parts)
 
 
 def load_generator(path: str | os.PathLike, device="cpu", log=print):
@@ -270,7 +322,7 @@ def load_generator(path: str | os.PathLike, device="cpu", log=print):
         sd = weights.get("G_ema") or weights.get("G")
         if sd is None:
             raise UserError(f"{wpath} holds no generator weights (G_ema or G)")
-        return build_generator(cfg, sd, device), cfg
+        return build_generator(cfg, sd, device, wpath), cfg
     obj = load_state(wpath)  # refuses pickles that need code
     if not (isinstance(obj, dict) and isinstance(obj.get("model_config"), dict)
             and isinstance(obj.get("G_ema") or obj.get("G"), dict)):
@@ -279,9 +331,10 @@ def load_generator(path: str | os.PathLike, device="cpu", log=print):
         cfg = ModelConfig.from_dict(obj["model_config"])
     except UserError as err:
         raise UserError(f"{wpath}: {err}") from None
-    return build_generator(cfg, obj.get("G_ema") or obj.get("G"), device), cfg
+    return build_generator(cfg, obj.get("G_ema") or obj.get("G"), device, wpath), cfg
 
 
 __all__ = ["save_checkpoint", "latest_valid", "quarantine_newer", "verify", "list_manifests", "load_state",
            "load_weights", "load_generator", "model_config_from", "atomic_write_bytes",
-           "atomic_write_text", "snapshot_path", "ckpt_paths", "CheckpointError"]
+           "atomic_write_text", "snapshot_path", "ckpt_paths", "CheckpointError", "load_module",
+           "mismatch"]

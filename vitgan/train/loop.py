@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ from vitgan.errors import OptionError, UserError
 from vitgan.train import state
 from vitgan.train.options import TrainConfig
 from vitgan.train.report import Reporter, TickStats, fmt_time
-from vitgan.train.run_dir import OPTIONS_FILE, RunFiles, create_run_dir
+from vitgan.train.checkpoint import list_manifests
+from vitgan.train.lock import RunLock
+from vitgan.train.run_dir import OPTIONS_FILE, RunFiles, claim_new_run_dir, remove_created
 from vitgan.train.trainer import Trainer
 
 __all__ = ["training_loop", "open_training_data", "condition_on_data", "StopFlag"]
@@ -57,11 +60,15 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
     run_dir = Path(options["run_dir"])
     _apply_determinism(cfg, d.device)
     files = RunFiles(run_dir, rank=d.rank, console=console)
+    lock = RunLock(run_dir)  # one writer per run folder (vitgan.train.lock); rank 0 takes it
+    if resume:  # before the first write: a resumed run's log.txt hears all
+        on_main(d, lock.acquire)
     # before the folder exists only the console hears us; a resumed run's log.txt hears all
     say = files.log if resume else files.console if d.is_main else (lambda *_: None)
     # the first line, at once (flushed): what is trained, on what, where; opening data can take a while
     say(f"{'resuming' if resume else 'starting'}: {options['preset']} preset, data {cfg.data}, "
         f"run folder {run_dir}; opening the data")
+    fresh = None  # a new run: (what the folder held, made by us?) while it has no checkpoint
     try:
         dataset = open_training_data(cfg, model_cfg, log=say)
         if len(dataset) == 0:
@@ -77,7 +84,7 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
         try:
             manifest = state.choose_resume(d, run_dir, dataset, say) if resume else None
             if not resume:
-                on_main(d, lambda: create_run_dir(run_dir))
+                fresh = on_main(d, lambda: claim_new_run_dir(run_dir, lock))
             options = dict(options, world_size=d.world_size, batch_gpu_resolved=t.micro,
                            accumulation_rounds=t.rounds, model=model_cfg.to_dict())
             options["dataset"] = {"name": getattr(dataset, "name", cfg.data), "images": len(dataset),
@@ -92,8 +99,18 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
             return _run(t, manifest, resume)
         finally:
             t.data.close()
+    except BaseException:
+        # a new run that fails before its first checkpoint (out of memory, diverged, a full
+        # disk, a second Ctrl-C) has nothing to resume: remove what it wrote, so that the same
+        # command (with the fix) can run again instead of meeting "--out is not empty"
+        if fresh is not None and not list_manifests(run_dir):
+            files.close()
+            remove_created(run_dir, *fresh)
+            lock.release()
+        raise
     finally:
         files.close()
+        lock.release()
 
 
 def _apply_determinism(cfg: TrainConfig, device: torch.device) -> None:
@@ -215,7 +232,7 @@ def _run(t: Trainer, manifest: dict | None, resume: bool) -> int:
                 report.close_bar()
                 name = signal.Signals(stopping).name
                 files.log(f"{name}: saved {t.last_ckpt} at kimg {t.nimg / 1000:.3f}; continue with "
-                          f"`vitgan train --resume {t.run_dir}`")
+                          f"`vitgan train --resume {shlex.quote(str(t.run_dir))}`")
                 return 128 + stopping
             if done:
                 report.close_bar()
@@ -242,8 +259,9 @@ def _handle_nan(t: Trainer, what: str) -> bool:
                         f"(rollback {t.rollbacks} of {cfg.nan_max_rollbacks})")
             return True
     keep = (f"the last good checkpoint is {t.last_ckpt}; resume from it with a lower lr: "
-            f"vitgan train --resume {t.run_dir} --set lr={cfg.lr * t.lr_scale * cfg.nan_lr_mult:g}"
-            if t.last_ckpt else "no checkpoint was written before it; lower the lr and start again")
+            f"vitgan train --resume {shlex.quote(str(t.run_dir))} --set lr={cfg.lr * t.lr_scale * cfg.nan_lr_mult:g}"
+            if t.last_ckpt else "no checkpoint was written before it; lower the lr (--set lr=...) "
+            "and start again")
     raise UserError(f"training diverged: non-finite {what} {where}; {keep}"
                     + ("" if cfg.nan_policy == "rollback" else " (or --set nan_policy=rollback)"))
 

@@ -32,7 +32,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from vitgan.config import ModelConfig, apply_overrides, field_names, get_preset
+from vitgan.config import ModelConfig, apply_overrides, check_finite, field_names, get_preset
 from vitgan.errors import OptionError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -103,6 +103,7 @@ class TrainConfig:
 
     # ---------------------------------------------------------------- checks
     def validate(self) -> None:
+        check_finite(self)  # nan / inf in any number (--set lr=nan, --kimg inf): before the ranges
         if self.precision not in PRECISIONS:
             raise OptionError(f"precision={self.precision!r} is not valid; choose one of "
                               + ", ".join(PRECISIONS))
@@ -144,6 +145,8 @@ class TrainConfig:
             raise OptionError(f"ema_rampup must be > 0 or none, got {self.ema_rampup}")
         if not 0.0 < self.nan_lr_mult < 1.0:
             raise OptionError(f"nan_lr_mult must be in (0, 1), got {self.nan_lr_mult}")
+        if self.nan_max_rollbacks < 0:
+            raise OptionError(f"nan_max_rollbacks must be >= 0, got {self.nan_max_rollbacks}")
         if self.workers is not None and self.workers < 0:
             raise OptionError(f"workers must be >= 0 or none, got {self.workers}")
         if self.max_images is not None and self.max_images <= 0:
@@ -236,8 +239,32 @@ def resolve_options(preset: str | None = None, *, saved: dict | None = None, dat
     if saved is None and model.classes and not cfg.cond:
         raise OptionError("classes is set from the data's labels by --set cond=true; do not set it by hand")
     micro, rounds = cfg.check_batch(world_size)
+    check_device(cfg)
     return {"preset": preset, "train": cfg.to_dict(), "model": model.to_dict(), "world_size": world_size,
             "batch_gpu_resolved": micro, "accumulation_rounds": rounds}
+
+
+def check_device(cfg: TrainConfig, local_rank: int | None = None) -> None:
+    """What this machine can run (resolve time, so ``--dry-run`` says it too): a CUDA device when
+    one is named, fp16 only on CUDA (bf16 autocast runs on the CPU too), bf16 on a GPU that has
+    it. Raises OptionError. Not part of ``validate``: a saved run stays readable anywhere."""
+    import os
+
+    import torch
+
+    from vitgan.distributed import resolve_device
+
+    if local_rank is None:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    dev = resolve_device(cfg.device, local_rank)  # OptionError: CUDA asked for, none here
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise OptionError(f"device={dev} but this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s); use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if cfg.precision == "fp16" and dev.type != "cuda":
+        raise OptionError("precision=fp16 needs a CUDA device; use bf16 (or fp32) on the CPU")
+    if cfg.precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise OptionError(f"precision=bf16 is not supported on {torch.cuda.get_device_name(dev)}; "
+                          f"use fp16 or fp32")
 
 
 def dumps(options: dict) -> str:
@@ -245,4 +272,4 @@ def dumps(options: dict) -> str:
 
 
 __all__ = ["TrainConfig", "PRECISIONS", "NAN_POLICIES",
-           "split_overrides", "resolve_options", "dumps"]
+           "split_overrides", "resolve_options", "check_device", "dumps"]

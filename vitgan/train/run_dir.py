@@ -7,9 +7,10 @@ Layout (stylegan2-ada style)::
     <run>/stats.jsonl                one JSON line per tick
     <run>/metric-<name>.jsonl        one JSON line per evaluation
     <run>/events.out.tfevents.*      TensorBoard: losses, images/s, sample grids
-    <run>/reals.png, fakes<kimg:06d>.png
+    <run>/reals.png, fakes<nimg:09d>.png            sample grids, named by images shown
     <run>/checkpoints/ckpt-<nimg>.{safetensors,pt,json}   rolling resume checkpoints
-    <run>/network-snapshot-<kimg:06d>.safetensors         permanent snapshots
+    <run>/network-snapshot-<nimg:09d>.safetensors         permanent snapshots (own files, sha256)
+    <run>/.vitgan.lock                               held by the process writing the run (lock.py)
 
 Every write goes through ``writing(...)``, which turns an ``OSError`` (read-only folder, full
 disk) into one ``UserError`` line; files that must never be seen half-written are written
@@ -24,11 +25,13 @@ import io
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
 from vitgan.errors import OptionError, UserError
 from vitgan.files import atomic_write_bytes, atomic_write_text, is_temporary
+from vitgan.train.lock import LOCK_NAME, RunLock, refuse_if_locked
 
 OPTIONS_FILE = "training_options.json"
 
@@ -63,19 +66,60 @@ def default_run_dir(root: str | os.PathLike, preset: str, data: str) -> Path:
 
 
 def check_new_run_dir(path: str | os.PathLike) -> None:
-    """Refuse a path that is a file or a non-empty folder (before anything is written)."""
+    """Refuse a path that a running run holds (exit 1), that is a file or a non-empty folder
+    (exit 2), before anything is written."""
+    refuse_if_locked(path)
+    _check_empty(path)
+
+
+def _check_empty(path: str | os.PathLike) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OptionError(f"--out {path} is a file; give a folder for the run")
     if path.is_dir() and any(not _leftover(p.name) for p in path.iterdir()):
-        hint = (f"continue it with --resume {path}" if (path / OPTIONS_FILE).is_file()
+        hint = (f"continue it with --resume {shlex.quote(str(path))}" if (path / OPTIONS_FILE).is_file()
                 else "choose an empty or new folder")
         raise OptionError(f"--out {path} is not empty; {hint}, or pick another --out")
 
 
 def _leftover(name: str) -> bool:
     """Files a run killed during start-up leaves behind (probe, temporary files): ignorable."""
-    return name.startswith(".write-test-") or is_temporary(name)
+    return name.startswith(".write-test-") or name == LOCK_NAME or is_temporary(name)
+
+
+def claim_new_run_dir(path: str | os.PathLike, lock: RunLock) -> tuple[set[str], bool]:
+    """A new run's start: create the folder, take its lock, check that it is still empty (another
+    run may have started in it since the options were resolved), prove it writable. Returns what
+    ``remove_created`` needs: (the names the folder held before, whether this run created it)."""
+    path = Path(path)
+    created = not path.exists()
+    with writing(path, "choose a writable --out"):
+        path.mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in path.iterdir()}
+    lock.acquire()
+    try:
+        _check_empty(path)
+        create_run_dir(path)
+    except BaseException:
+        lock.release()
+        raise
+    return before, created
+
+
+def remove_created(path: str | os.PathLike, before: set[str], created: bool) -> None:
+    """Undo a new run that failed before its first checkpoint: remove what it wrote (and the
+    folder, if it made it), so the same command can simply be run again."""
+    import shutil
+
+    path = Path(path)
+    for p in path.iterdir() if path.is_dir() else []:
+        if p.name not in before:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    if created:
+        try:
+            path.rmdir()
+        except OSError:
+            pass
 
 
 def create_run_dir(path: str | os.PathLike) -> Path:
@@ -241,4 +285,5 @@ def near_square(n: int) -> tuple[int, int]:
 
 
 __all__ = ["OutputError", "writing", "default_run_dir", "check_new_run_dir", "create_run_dir",
+           "claim_new_run_dir", "remove_created",
            "read_options", "RunFiles", "grid_image", "near_square", "OPTIONS_FILE"]

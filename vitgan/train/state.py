@@ -105,6 +105,12 @@ def load(t, manifest: dict) -> None:
     state = ckpt.load_state(base / manifest["files"]["state"]["name"])
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise UserError(f"{base / manifest['files']['state']['name']} is not a vitgan training state")
+    for name, module in (("G", t.G), ("D", t.D), ("G_ema", t.ema.module)):
+        problems = ckpt.mismatch(module, weights.get(name, {}))
+        if problems:
+            raise UserError(f"checkpoint {base} does not fit this model's {name}: {problems}; it was "
+                            f"written for another model config (or edited); resume it with the "
+                            f"vitgan version and training_options.json it was made with")
     try:
         t.G.load_state_dict(weights["G"])
         t.D.load_state_dict(weights["D"])

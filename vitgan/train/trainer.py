@@ -225,7 +225,7 @@ class Trainer:
                 imgs = torch.cat([G(z, c=c) for z, c in zip(self.grid_z.split(size), self.grid_c.split(size))])
             else:
                 imgs = torch.cat([G(z) for z in self.grid_z.split(size)])
-        name = f"fakes{nimg // 1000:06d}.png"
+        name = f"fakes{int(nimg):09d}.png"  # by image count: two grids never share a name
         self.files.save_grid(name, imgs, nrow=self.cfg.grid)
         tb = self.files.tensorboard()
         if tb is not None:
