@@ -60,6 +60,8 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "qk1": ("equalised without the L2 qk gain (c = 1: D's class token attends only to itself; bCR 1)",
             ["d_qk_gain=1.0", "bcr_real=1", "bcr_fake=1"], 1, 0.5),
     "lr0.0002": ("lr 0.0002", ["lr=0.0002"], 1, 0.5),
+    "seed1": ("defaults, seed 1 (what a second seed moves)", ["seed=1"], 2, 0.5),
+    "seed2": ("defaults, seed 2", ["seed=2"], 2, 0.5),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }

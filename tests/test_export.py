@@ -292,8 +292,10 @@ def test_mismatched_weights_are_one_user_error(tmp_path):
     build_generator(cfg).save_pretrained(tmp_path / "hub")
     config = json.loads((tmp_path / "hub" / "config.json").read_text())
     (tmp_path / "hub" / "config.json").write_text(json.dumps({**config, "g_dim": 32}))
-    with pytest.raises(UserError, match="does not hold the weights its config.json describes"):
+    with pytest.raises(UserError, match="does not hold the weights its config.json describes") as err:
         Generator.from_pretrained(tmp_path / "hub")
+    assert "of another shape" in str(err.value)  # it names the keys that do not fit, and their shapes
+    assert "in the file" in str(err.value) and "\n" not in str(err.value)
 
 
 

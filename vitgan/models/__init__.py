@@ -53,6 +53,25 @@ _LAZY = {"Generator": GENERATORS["vit"], "Discriminator": DISCRIMINATORS["vit"],
          "StyleGAN2Discriminator": DISCRIMINATORS["stylegan2"]}
 
 
+def mismatch(module, state_dict: dict) -> str:
+    """"" if ``state_dict`` fits ``module``, else which keys are missing, unexpected or of
+    another shape (the first few of each, and how many)."""
+    own = module.state_dict()
+    parts = []
+    for label, keys in (("missing", [k for k in own if k not in state_dict]),
+                        ("unexpected", [k for k in state_dict if k not in own]),
+                        ("shape", [k for k in own if k in state_dict
+                                   and tuple(own[k].shape) != tuple(state_dict[k].shape)])):
+        if keys:
+            shown = [f"{k}: {tuple(state_dict[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+                     if label == "shape"
+                     else k for k in keys[:3]]
+            more = f", ... ({len(keys)} in all)" if len(keys) > 3 else ""
+            parts.append(f"{len(keys)} {'of another shape' if label == 'shape' else label} "
+                         f"({', '.join(shown)}{more})")
+    return "; ".join(parts)
+
+
 def __getattr__(name):
     if name in _LAZY:
         module, cls = _LAZY[name]

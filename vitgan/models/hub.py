@@ -30,6 +30,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from vitgan.config import ModelConfig
 from vitgan.errors import UserError
 from vitgan.files import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from vitgan.models import mismatch
 
 HUB_FORMAT = "vitgan-hub-v1"
 CONFIG_NAME = "config.json"
@@ -136,11 +137,17 @@ class HubMixin(PyTorchModelHubMixin, library_name="vitgan", paper_url=PAPER_URL,
         try:
             from safetensors.torch import load_file
 
-            model.load_state_dict(load_file(weights), strict=strict)
-            model._hub_source = (os.path.dirname(weights), sha256_file(weights))
-        except Exception as err:  # SafetensorError (damaged file), RuntimeError (wrong keys / shapes)
+            state = load_file(weights)
+            problems = mismatch(model, state) if strict else ""
+            if not problems:
+                model.load_state_dict(state, strict=strict)
+        except Exception as err:  # SafetensorError (damaged file), RuntimeError
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"{weights} does not hold the weights its {CONFIG_NAME} describes: {first[:300]}") from None
+            problems = first[:300]
+        if problems:
+            raise UserError(f"{weights} does not hold the weights its {CONFIG_NAME} describes: {problems}; "
+                            f"export it again with `vitgan export RUN --out DIR`") from None
+        model._hub_source = (os.path.dirname(weights), sha256_file(weights))
         return model.to(map_location).eval()
 
 

@@ -38,6 +38,7 @@ import torch
 from vitgan.config import ModelConfig
 from vitgan.errors import UserError
 from vitgan.files import atomic_write_bytes, atomic_write_text, is_temporary, sha256_bytes, sha256_file
+from vitgan.models import mismatch
 from vitgan.train import snapshots
 
 FORMAT = "vitgan-checkpoint-v1"
@@ -284,25 +285,6 @@ def load_module(module: torch.nn.Module, state_dict: dict, what: str, source=Non
                         f"written for another model config than the one stored with them (an edited "
                         f"or mixed-up file); use the run's own checkpoint or snapshot") from None
     module.load_state_dict(state_dict, strict=True)
-
-
-def mismatch(module: torch.nn.Module, state_dict: dict) -> str:
-    """"" if ``state_dict`` fits ``module``, else which keys are missing, unexpected or of
-    another shape (the first few of each, and how many)."""
-    own = module.state_dict()
-    parts = []
-    for label, keys in (("missing", [k for k in own if k not in state_dict]),
-                        ("unexpected", [k for k in state_dict if k not in own]),
-                        ("shape", [k for k in own if k in state_dict
-                                   and tuple(own[k].shape) != tuple(state_dict[k].shape)])):
-        if keys:
-            shown = [f"{k}: {tuple(state_dict[k].shape)} in the file, {tuple(own[k].shape)} in the model"
-                     if label == "shape"
-                     else k for k in keys[:3]]
-            more = f", ... ({len(keys)} in all)" if len(keys) > 3 else ""
-            parts.append(f"{len(keys)} {'of another shape' if label == 'shape' else label} "
-                         f"({', '.join(shown)}{more})")
-    return "; ".join(parts)
 
 
 def load_generator(path: str | os.PathLike, device="cpu", log=print):
