@@ -69,7 +69,7 @@ def card_kwargs(src: Source, role: str, module) -> dict:
         usage = ("import torch\nfrom vitgan import Generator\n\n"
                  "G = Generator.from_pretrained(\"THIS_FOLDER_OR_REPO_ID\")   # the architecture config.json names\n"
                  f"z = torch.randn(16, {cfg.z_dim})\n"
-                 f"images = G(z, truncation_psi=1.0)   # (16, {cfg.channels}, {cfg.resolution}, {cfg.resolution}), ~[-1, 1]\n"
+                 f"images = G(z, truncation_psi=1.0)   # (16, {cfg.channels}, {cfg.resolution}, {cfg.resolution}), not clamped\n"
                  "# or: vitgan sample THIS_FOLDER --n 16 --out grid.png")
     else:
         usage = ("from vitgan import Discriminator\n\n"

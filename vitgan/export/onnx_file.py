@@ -4,7 +4,7 @@ The graph (``ExportedGenerator``), inputs and outputs by name, the batch dimensi
 
     z               float32 (batch, z_dim)     latents (vitgan sample: seed S + i -> latent i)
     truncation_psi  float32 ()                 1 = no truncation; w <- w_avg + psi (w - w_avg)
-    images          float32 (batch, C, H, W)   ~[-1, 1], as G(z, truncation_psi) returns them
+    images          float32 (batch, C, H, W)   as G(z, truncation_psi) returns them (not clamped)
 
 A class-conditional generator (``cfg.classes``) has a third input, ``class_labels`` int64
 (batch,), class indices in the order of ``model_config["classes"]``; truncation then pulls toward
