@@ -63,6 +63,7 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "seed1": ("defaults, seed 1 (what a second seed moves)", ["seed=1"], 2, 0.5),
     "seed2": ("defaults, seed 2", ["seed=2"], 2, 0.5),
     "bcr1-seed1": ("bCR 1, seed 1 (paired with seed1)", ["bcr_real=1", "bcr_fake=1", "seed=1"], 2, 0.5),
+    "bcr0-seed1": ("no bCR, seed 1 (paired with seed1)", ["bcr_real=0", "bcr_fake=0", "seed=1"], 1, 0.5),
     "stylegan2-seed1": ("StyleGAN2 G + D (preset tiny-stylegan2), seed 1", ["preset=tiny-stylegan2", "seed=1"], 1, 0.5),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
