@@ -182,7 +182,11 @@ def test_sample_sigterm_mid_write_keeps_nothing_half_written(tiny, tmp_path, out
                              "--out", f"{tmp_path}/{out}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=_env(), text=True)
     t0 = time.time()
-    while not any(p.name.startswith(".") for p in tmp_path.rglob("*")) and not (tmp_path / "d").is_dir():
+    def writing():  # the .npz's temporary exists, or the folder holds its first complete PNG
+        return any(p.name.startswith(".") for p in tmp_path.glob("*")) or \
+            any(p.suffix == ".png" and not p.name.startswith(".") for p in tmp_path.glob("d/*"))
+
+    while not writing():
         assert proc.poll() is None and time.time() - t0 < 60, proc.communicate()
         time.sleep(0.02)
     time.sleep(0.3)

@@ -39,6 +39,19 @@ def test_grid_is_near_square(run, tmp_path):
     assert Image.open(tmp_path / "g.png").size == (96, 64)  # 3 columns, 2 rows
 
 
+def test_grid_cells_are_the_samples_in_row_major_order(run, tmp_path):
+    """Cell (r, c) of a 5-sample grid (3 wide) is sample 3r + c, pixel for pixel, as the folder
+    output writes it; the empty sixth cell is black."""
+    assert main(["sample", run[0], "--n", "5", "--out", tmp_path / "g.png"]) == 0
+    assert main(["sample", run[0], "--n", "5", "--out", tmp_path / "d/"]) == 0
+    grid = np.array(Image.open(tmp_path / "g.png"))
+    for i in range(5):
+        r, c = divmod(i, 3)
+        one = np.array(Image.open(tmp_path / "d" / f"seed{i:06d}.png"))
+        assert np.array_equal(grid[32 * r:32 * (r + 1), 32 * c:32 * (c + 1)], one), i
+    assert not grid[32:, 64:].any()
+
+
 def test_samples_come_from_g_ema_and_seeds_compose(run, tmp_path):
     from vitgan.commands.sample import latents
 

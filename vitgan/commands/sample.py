@@ -206,22 +206,18 @@ def near_cols(n: int) -> int:
 def grid_of(parts, cols: int | None):
     """uint8 (N, H, W, C) batches -> a PIL grid image, ``cols`` wide (default: near square)."""
     import numpy as np
-    from PIL import Image
+
+    from vitgan.train.run_dir import uint8_grid
 
     x = np.concatenate(parts)
-    n, h, w, c = x.shape
-    cols = cols or near_cols(n)
-    rows = -(-n // cols)
-    x = np.concatenate([x, np.zeros((rows * cols - n, h, w, c), np.uint8)])  # empty cells: black
-    grid = x.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-    return Image.fromarray(grid[:, :, 0], "L") if c == 1 else Image.fromarray(grid, "RGB")
+    return uint8_grid(x, cols or near_cols(len(x)))
 
 
 def write_folder(out: Path, batches, classes) -> None:
     """One PNG per sample, each complete when it appears (written to a temporary name, renamed)."""
     import os
 
-    from PIL import Image
+    from vitgan.train.run_dir import uint8_grid
 
     out.mkdir(parents=True, exist_ok=True)
     for seeds, labels, imgs in batches:
@@ -230,7 +226,7 @@ def write_folder(out: Path, batches, classes) -> None:
             path = out / f"seed{s:06d}{name}.png"
             tmp = temporary_name(path)
             try:
-                Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(tmp, format="PNG")
+                uint8_grid(a[None], 1).save(tmp, format="PNG")
                 os.replace(tmp, path)
             except BaseException:
                 tmp.unlink(missing_ok=True)

@@ -263,13 +263,21 @@ def _console(msg: str) -> None:
 
 
 def grid_image(images, nrow: int):
-    """float (N, C, H, W) in [-1, 1] -> a PIL image of an ``nrow``-wide grid, no padding."""
+    """float (N, C, H, W), nominally in [-1, 1] -> a PIL image of an ``nrow``-wide grid, no padding
+    (pixels as ``vitgan sample`` writes them: ``models.sampling.to_uint8_hwc``)."""
+    from vitgan.models.sampling import to_uint8_hwc
+
+    return uint8_grid(to_uint8_hwc(images), nrow)
+
+
+def uint8_grid(images, nrow: int):
+    """uint8 (N, H, W, C) array -> a PIL image of an ``nrow``-wide grid (torchvision's make_grid,
+    no padding; empty cells of the last row black)."""
     import torch
     from PIL import Image
     from torchvision.utils import make_grid
 
-    x = (images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5
-    grid = make_grid(x.round().to(torch.uint8), nrow=nrow, padding=0)
+    grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2), nrow=nrow, padding=0)
     arr = grid.permute(1, 2, 0).numpy()
     if arr.shape[2] == 1:
         return Image.fromarray(arr[:, :, 0], "L")
@@ -284,6 +292,6 @@ def near_square(n: int) -> tuple[int, int]:
     return cols, math.ceil(n / cols)
 
 
-__all__ = ["OutputError", "writing", "default_run_dir", "check_new_run_dir", "create_run_dir",
+__all__ = ["OutputError", "writing", "uint8_grid", "default_run_dir", "check_new_run_dir", "create_run_dir",
            "claim_new_run_dir", "remove_created",
            "read_options", "RunFiles", "grid_image", "near_square", "OPTIONS_FILE"]
