@@ -2,7 +2,11 @@
 
 import sys
 
-from vitgan.bench import main
+from vitgan.runtime import configure_openmp
+
+configure_openmp()  # before torch is imported (vitgan/runtime.py)
+
+from vitgan.bench import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

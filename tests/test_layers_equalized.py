@@ -198,3 +198,54 @@ def test_default_vit_d_is_not_blind_at_initialisation():
             h.remove()
         cls_self = min(layers[i].probabilities(inputs[i])[:, :, 0, 0].mean().item() for i in inputs)
         assert (cls_self > 0.95) == blind, (gain, cls_self)
+
+
+def _adam_relative_step(param: torch.Tensor, loss_fn) -> float:
+    opt = torch.optim.Adam([param], lr=0.002, betas=(0.0, 0.99))
+    before = param.detach().clone()
+    loss_fn().backward()
+    opt.step()
+    return ((param - before).norm() / before.norm()).item()
+
+
+@pytest.mark.parametrize("unit", [True, False])
+def test_sln_affine_storage_same_function_scale_and_its_adam_step(unit):
+    """sln_unit_storage: A stored N(0, 1) with sln_init_std in the run-time gain (Adam's
+    relative step ~0.2 % at lr 0.002, like every equalised layer); False: stored at std 0.5."""
+    from vitgan.layers.sln import SLN
+
+    torch.manual_seed(0)
+    sln = SLN(dim=256, w_dim=256, init_std=0.5, equalized=True, unit_storage=unit)
+    assert abs(sln.affine.weight.std().item() - (1.0 if unit else 0.5)) < 0.02
+    assert abs(effective_weight(sln.affine).std().item() - 0.5 / 16) < 0.001  # same function scale
+    w = torch.randn(64, 256)
+    step = _adam_relative_step(sln.affine.weight, lambda: sln(torch.randn(64, 4, 256), w).square().mean())
+    assert step == pytest.approx(0.002 if unit else 0.004, rel=0.15)
+
+
+def test_sln_storage_of_presets_and_of_configs_saved_before_it():
+    G = Generator(model_config("tiny"))
+    assert abs(G.blocks[0].norm1.affine.weight.std().item() - 1.0) < 0.1
+    old = model_config("tiny").to_dict()
+    del old["sln_unit_storage"]
+    assert ModelConfig.from_dict(old).sln_unit_storage is False
+
+
+@pytest.mark.parametrize("equalized", [True, False])
+def test_d_tokens_init_and_adam_step_in_both_storages(equalized):
+    """d_tokens_equalized: x_cls and E_pos stored N(0, 1) times 0.02 (effective std 0.02 either
+    way); Adam then moves them ~0.2 % a step instead of ~10 %."""
+    torch.manual_seed(0)
+    D = Discriminator(model_config("tiny").replace(d_tokens_equalized=equalized))
+    eff = D.pos_embedding * D.token_gain
+    assert abs(eff.std().item() - 0.02) < 0.002
+    x = torch.randn(4, 3, 32, 32)
+    step = _adam_relative_step(D.pos_embedding, lambda: D(x).square().mean())
+    assert step == pytest.approx(0.002 if equalized else 0.1, rel=0.25)
+
+
+def test_fourier_width_is_the_generator_width_unless_set():
+    cfg = model_config("cifar10")
+    assert cfg.fourier_dim is None and cfg.fourier_width == 384       # eq. (13): E_fou in R^{P^2 x D}
+    assert Generator(model_config("tiny")).head.fourier.linear.out_features == 64
+    assert model_config("tiny").replace(fourier_dim=32).fourier_width == 32

@@ -35,10 +35,13 @@ from the medians.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -48,11 +51,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vitgan.config import ModelConfig, parse_set
 from vitgan.layers.paths import reference_paths
+from vitgan.runtime import bf16_units, cpu_model
 from vitgan.train.augment import DiffAugment
 from vitgan.train.loss import ViTGANLoss
 from vitgan.train.options import TrainConfig
 
-DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": None}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training or model option, as `vitgan train --set` does")
+    p.add_argument("--contention", action="store_true",
+                   help="also time the step with one busy process beside it (a CPU-bound loop "
+                        "started by the benchmark), against the idle step of the same run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also profile one D + G step (torch.profiler) and print the top N ops")
@@ -168,6 +175,7 @@ def count_step_flops(G, D, real, z, dtype, device, options: TrainConfig | None =
 def measure(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     options, t = build(args)
     cfg, mcfg, device, dtype = t.cfg, t.model_cfg, t.d.device, t.autocast_dtype
     B = cfg.batch
@@ -209,6 +217,10 @@ def measure(args) -> dict:
     t_g_step = _median_ms(t.g_step, device, r, w)
     step_ms = _median_ms(t.train_step, device, r, w)
     mem = peak_memory_mb(device)
+    busy_ms = None
+    if args.contention:
+        with busy_neighbour():
+            busy_ms = _median_ms(t.train_step, device, r, w)
 
     peak = max(peak_before, matmul_peak_flops(device, dtype))
     profile_table = profile_step(t.train_step, args.profile) if args.profile else None
@@ -225,10 +237,27 @@ def measure(args) -> dict:
         "peak_mem_mb": mem, "step_gflop": step_flops / 1e9,
         "achieved_tflops": achieved / 1e12, "matmul_peak_tflops": peak / 1e12,
         "mfu": achieved / peak, "compile_s": compile_s, "repeats": r, "warmup": w,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "bf16_units": bf16_units(device), "cpu": cpu_model(),
+        "load_before": load_before, "load_after": os.getloadavg()[0],
     }
+    if busy_ms is not None:
+        res.update(step_ms_busy=busy_ms, busy_slowdown=busy_ms / step_ms)
     if profile_table is not None:
         res["profile"] = profile_table
     return res
+
+
+@contextlib.contextmanager
+def busy_neighbour():
+    """A CPU-bound process beside the timings (a pure-Python loop, one core), stopped after."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # let it reach the scheduler
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv_",
@@ -269,10 +298,15 @@ def format_table(res: dict) -> str:
             ("achieved", f"{res['achieved_tflops'] * 1e3:.1f} GFLOP/s"),
             ("matmul peak (same dtype)", f"{res['matmul_peak_tflops'] * 1e3:.1f} GFLOP/s"),
             ("MFU", f"{res['mfu']:.2f}")]
+    if "step_ms_busy" in res:
+        rows.append(("train_step, 1 busy process beside",
+                     f"{res['step_ms_busy']:.1f} ms (x{res['busy_slowdown']:.2f} the idle step)"))
     if res.get("compile"):
         rows.append(("compile (first calls)", f"{res['compile_s']:.1f} s"))
     head = (f"preset={res['preset']} batch={res['batch']} dtype={res['dtype']} "
-            f"compile={res['compile']} reference={res['reference']} device={res['machine']}")
+            f"compile={res['compile']} reference={res['reference']} device={res['machine']}\n"
+            f"  cpu={res['cpu']} bf16_units={res['bf16_units']} OMP_WAIT_POLICY={res['omp_wait_policy']} "
+            f"load={res['load_before']:.2f}/{res['load_after']:.2f}")
     width = max(len(k) for k, _ in rows)
     lines = [head] + [f"  {k:<{width}}  {v}" for k, v in rows]
     if "profile" in res:

@@ -12,6 +12,9 @@ import importlib
 import sys
 
 from vitgan.errors import UserError
+from vitgan.runtime import configure_openmp
+
+configure_openmp()  # before any command module imports torch (vitgan/runtime.py says why)
 
 COMMANDS = {
     "info": ("vitgan.commands.info", "print the resolved architecture of a preset"),

@@ -29,7 +29,8 @@ ABLATIONS: dict[str, tuple] = {
 
 
 # Fields added after the first release, with the value a config saved without them had.
-LEGACY_DEFAULTS: dict = {"equalized_lr": False, "d_qk_gain": 1.0, "g_arch": "vit", "d_arch": "vit"}
+LEGACY_DEFAULTS: dict = {"equalized_lr": False, "d_qk_gain": 1.0, "g_arch": "vit", "d_arch": "vit",
+                         "sln_unit_storage": False, "d_tokens_equalized": False}
 
 # Architectures of each network (``vitgan.models`` builds them): the paper's ViTs, or the
 # StyleGAN2 networks the paper compares against (and combines into hybrids).
@@ -60,7 +61,11 @@ class ModelConfig:
     g_demodulate: bool = True
     sln_init_std: float = 0.5        # SLN's gamma(w), beta(w) start at 1 +- this, 0 +- this: how
                                      # much G's output depends on z at initialisation (paper: silent)
-    fourier_dim: int = 256           # width of E_fou = sin(Linear(xy))
+    sln_unit_storage: bool = True    # SLN's affine A stored N(0, 1) with sln_init_std in its run-time
+                                     # gain, like every other equalised layer (False: stored at std
+                                     # sln_init_std, so Adam's relative step there is 1/sln_init_std x)
+    fourier_dim: int | None = None   # width of E_fou = sin(Linear(xy)); None = g_dim (the paper's
+                                     # eq. 13: E_fou in R^{P^2 x D}); presets before: 256
     inr_hidden: int = 256            # hidden width of the 2-layer modulated MLP
     # --- discriminator ---
     d_patch_size: int | None = None  # None: same P as the generator
@@ -73,6 +78,10 @@ class ModelConfig:
     d_overlap: bool = True
     d_conv_qkv: bool = False
     d_conv_kernel: int = 3
+    d_tokens_equalized: bool = False # D's class token and position embedding stored N(0, 1) times a
+                                     # run-time 0.02 (the same function at init as ViT's std 0.02,
+                                     # Adam's relative step that of the equalised layers); False:
+                                     # plain parameters at std 0.02 (Adam moves them ~10 % a step)
     # --- StyleGAN2 networks (used only with g_arch / d_arch = "stylegan2"; the mapping network's
     # z_dim, w_dim, mapping_layers and mapping_lr_mult above are shared by both G architectures).
     # Channels at resolution r: min(sg2_channel_base // r, sg2_channel_max) (StyleGAN2-ADA's
@@ -108,6 +117,11 @@ class ModelConfig:
     def num_classes(self) -> int:
         """0 for an unconditional model, else the number of classes G and D are conditioned on."""
         return len(self.classes)
+
+    @property
+    def fourier_width(self) -> int:
+        """Width of E_fou: ``fourier_dim``, or the generator's width D when it is None."""
+        return self.fourier_dim or self.g_dim
 
     @property
     def g_tokens(self) -> int:
@@ -146,7 +160,7 @@ class ModelConfig:
                     f"{name}={getattr(self, name)!r} is not valid; choose one of "
                     + ", ".join(repr(c) for c in choices))
         for name in ("resolution", "channels", "patch_size", "z_dim", "w_dim", "g_dim", "g_depth",
-                     "g_heads", "g_mlp_dim", "fourier_dim", "inr_hidden", "d_dim", "d_depth",
+                     "g_heads", "g_mlp_dim", "fourier_width", "inr_hidden", "d_dim", "d_depth",
                      "d_heads", "d_mlp_dim", "d_conv_kernel"):
             if int(getattr(self, name)) <= 0:
                 raise OptionError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -239,9 +253,16 @@ PRESETS: dict[str, dict] = {
     # 1.35, clean logit gap 0.43) and bCR 0.1 lets it separate (1.27, gap 1.6) with a better FID
     # at 50 kimg (182 vs 217; rows bcr1 / bcr0.1 of experiments/results/learn).
     "tiny": dict(model=ModelConfig(z_dim=64, w_dim=64, mapping_layers=2, g_dim=64, g_depth=2,
-                                   g_heads=2, g_mlp_dim=128, fourier_dim=32, inr_hidden=32,
+                                   g_heads=2, g_mlp_dim=128, inr_hidden=32,
                                    d_dim=64, d_depth=2, d_heads=2, d_mlp_dim=128),
                  train=dict(data="cifar10", batch=32, tick_kimg=0.5, bcr_real=0.1, bcr_fake=0.1)),
+    # The size at which the recipe is decided on a CPU (issue 21): the paper's structure (4 + 4
+    # blocks, heads of width 64, MLP 4 D, overlapping 8x8 D windows at stride 4, INR head, E_fou =
+    # D, 8-layer mapping) at width 128, ~1/8 of the paper's compute; bf16 where the CPU has bf16
+    # units (precision=auto). Its training recipe: experiments/results/learn-small.
+    "small": dict(model=ModelConfig(z_dim=128, w_dim=128, g_dim=128, g_heads=2, g_mlp_dim=512,
+                                    inr_hidden=128, d_dim=128, d_heads=2, d_mlp_dim=512),
+                  train=dict(data="cifar10", batch=32, tick_kimg=1.0, precision="auto")),
 }
 
 # ---- the convolutional baselines and hybrids the paper compares against (section 5 table) ----

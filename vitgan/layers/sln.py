@@ -19,11 +19,16 @@ from vitgan.layers.equalized import make_linear
 class SLN(nn.Module):
     """h: (B, N, dim), w: (B, w_dim) -> (B, N, dim)."""
 
-    def __init__(self, *, dim: int, w_dim: int, init_std: float, equalized: bool, eps: float = 1e-5):
+    def __init__(self, *, dim: int, w_dim: int, init_std: float, equalized: bool, eps: float = 1e-5,
+                 unit_storage: bool = True):
         super().__init__()
         self.dim, self.eps = dim, eps
-        # for w of unit RMS (the mapping network's output): gamma = 1 +- init_std, beta = 0 +- init_std
-        self.affine = make_linear(w_dim, 2 * dim, equalized=equalized, init_std=init_std / w_dim ** 0.5)
+        # for w of unit RMS (the mapping network's output): gamma = 1 +- init_std, beta = 0 +- init_std.
+        # unit_storage (equalised only): A stored N(0, 1), init_std in the run-time gain, so Adam's
+        # relative step is that of every other equalised layer; else A stored at std init_std.
+        unit = unit_storage and equalized and init_std > 0
+        self.affine = make_linear(w_dim, 2 * dim, equalized=equalized, gain=init_std if unit else 1.0,
+                                  init_std=None if unit else init_std / w_dim ** 0.5)
         with torch.no_grad():  # b = [1, 0] (stored / bias_gain, which is 1 here)
             self.affine.bias.copy_(torch.cat([torch.ones(dim), torch.zeros(dim)]))
 

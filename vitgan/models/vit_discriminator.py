@@ -7,8 +7,8 @@
 
 Every Linear and Conv layer is equalised (``cfg.equalized_lr``: weights stored N(0, 1), scaled by
 1/sqrt(fan_in) at run time) and weight-normalised by ``cfg.d_norm`` (ISN by default) on the stored
-weight, as the official code does; the class token and position embeddings are plain parameters
-(ViT's std 0.02). No dropout.
+weight, as the official code does; the class token and position embeddings are ViT's std 0.02 at
+initialisation, plain parameters or (``d_tokens_equalized``) stored N(0, 1) times 0.02. No dropout.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from vitgan.layers.isn import apply_weight_norm
 from vitgan.layers.patch import PatchEmbedding
 from vitgan.layers.sln import LayerNorm
 from vitgan.models.hub import HubMixin
+
+
+TOKEN_STD = 0.02  # ViT's initial std of the class token and position embeddings
 
 
 def qk_gain(cfg) -> float:
@@ -47,10 +50,16 @@ class Discriminator(nn.Module, HubMixin):
         eq = cfg.equalized_lr
         self.patch_embedding = PatchEmbedding(channels=cfg.channels, dim=dim, patch_size=cfg.d_patch,
                                               overlap=cfg.d_overlap, equalized=eq)
+        # x_cls and E_pos: ViT's std 0.02 at init; d_tokens_equalized stores them N(0, 1) times a
+        # run-time 0.02 (the same function, Adam's relative step that of the equalised layers)
+        self.token_gain = TOKEN_STD if cfg.d_tokens_equalized else 1.0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embedding = nn.Parameter(torch.zeros(1, 1 + tokens, dim))
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        nn.init.trunc_normal_(self.pos_embedding, std=0.02)
+        for p in (self.cls_token, self.pos_embedding):  # (truncation at +-2: 100 sigma for std 0.02)
+            if cfg.d_tokens_equalized:
+                nn.init.normal_(p)
+            else:
+                nn.init.trunc_normal_(p, std=TOKEN_STD)
         conv_kernel = cfg.d_conv_kernel if cfg.d_conv_qkv else None
         self.blocks = nn.ModuleList(
             Block(dim=dim, mlp_dim=cfg.d_mlp_dim, norm=lambda: LayerNorm(dim), equalized=eq,
@@ -68,7 +77,8 @@ class Discriminator(nn.Module, HubMixin):
         """``c``: class indices (B,), required by (only by) a conditional D (cfg.classes)."""
         check_labels(self, c, images.shape[0])
         x = self.patch_embedding(images)                                  # (B, L, D)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embedding
+        g = self.token_gain
+        x = torch.cat([(self.cls_token * g).expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embedding * g
         for block in self.blocks:
             x = block(x)
         phi = self.norm(x[:, 0])                                          # LN(class token)

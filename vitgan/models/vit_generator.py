@@ -53,7 +53,8 @@ class Generator(nn.Module, HubMixin):
             norm = lambda: LayerNorm(dim)  # noqa: E731
         else:
             self.latent_tokens = None
-            norm = lambda: SLN(dim=dim, w_dim=cfg.w_dim, init_std=cfg.sln_init_std, equalized=eq)  # noqa: E731
+            norm = lambda: SLN(dim=dim, w_dim=cfg.w_dim, init_std=cfg.sln_init_std, equalized=eq,  # noqa: E731
+                               unit_storage=cfg.sln_unit_storage)
         self.blocks = nn.ModuleList(
             Block(dim=dim, mlp_dim=cfg.g_mlp_dim, norm=norm, equalized=eq,
                   attention=Attention(dim=dim, heads=cfg.g_heads, kind="dot", fused=cfg.fused_attention,
@@ -62,7 +63,7 @@ class Generator(nn.Module, HubMixin):
         self.norm = norm()
         if cfg.g_head == "inr":
             self.head = INRHead(dim=dim, patch_size=cfg.patch_size, grid=grid, channels=cfg.channels,
-                                fourier_dim=cfg.fourier_dim, hidden=cfg.inr_hidden,
+                                fourier_dim=cfg.fourier_width, hidden=cfg.inr_hidden,
                                 demodulate=cfg.g_demodulate, fused=cfg.fused_inr, equalized=eq)
         else:
             self.head = LinearHead(dim=dim, patch_size=cfg.patch_size, grid=grid, channels=cfg.channels,

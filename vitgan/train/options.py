@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 
 from vitgan.config import ModelConfig, apply_overrides, check_finite, field_names, get_preset
 from vitgan.errors import OptionError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 NAN_POLICIES = ("stop", "rollback")
 
 
@@ -89,7 +90,9 @@ class TrainConfig:
     grid: int = 8                    # the fixed-latent grid is grid x grid images
     # --- numerics and speed ---
     seed: int = 0
-    precision: str = "fp32"          # fp32 | bf16 (CPU or CUDA autocast) | fp16 (CUDA, GradScaler)
+    precision: str = "fp32"          # fp32 | bf16 (CPU or CUDA autocast) | fp16 (CUDA, GradScaler) |
+                                     # auto (bf16 where the device has bf16 units, else fp32);
+                                     # bf16 on a CPU without bf16 units runs as fp32, with a warning
     compile: bool = False            # torch.compile G and D
     deterministic: bool = False      # torch.use_deterministic_algorithms + no TF32
     device: str = "auto"             # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
@@ -240,6 +243,7 @@ def resolve_options(preset: str | None = None, *, saved: dict | None = None, dat
         raise OptionError("classes is set from the data's labels by --set cond=true; do not set it by hand")
     micro, rounds = cfg.check_batch(world_size)
     check_device(cfg)
+    cfg = resolve_precision(cfg)
     return {"preset": preset, "train": cfg.to_dict(), "model": model.to_dict(), "world_size": world_size,
             "batch_gpu_resolved": micro, "accumulation_rounds": rounds}
 
@@ -267,9 +271,32 @@ def check_device(cfg: TrainConfig, local_rank: int | None = None) -> None:
                           f"use fp16 or fp32")
 
 
+def resolve_precision(cfg: TrainConfig, device=None) -> TrainConfig:
+    """``precision`` as it will run on this machine: ``auto`` becomes bf16 where the device
+    multiplies bf16 in hardware (a CUDA GPU with bf16, a CPU with AVX512-BF16 / AMX / Arm BF16)
+    and fp32 elsewhere; ``bf16`` on a CPU without bf16 units becomes fp32 with one warning line
+    (emulated bf16 matmuls are ~100x slower than fp32 there; vitgan/runtime.py). ``device``: the
+    torch.device it runs on (default: the one ``cfg.device`` names on this machine)."""
+    import os
+
+    from vitgan.distributed import resolve_device
+    from vitgan.runtime import bf16_units
+
+    if cfg.precision not in ("auto", "bf16"):
+        return cfg
+    dev = device if device is not None else resolve_device(
+        cfg.device, int(os.environ.get("LOCAL_RANK", "0") or 0))
+    units = bf16_units(dev)
+    if cfg.precision == "bf16" and not units:
+        print(f"vitgan: warning: precision=bf16 asked for, but this {dev.type.upper()} has no bf16 "
+              f"units (no avx512_bf16 / amx_bf16), where bf16 runs ~100x slower than fp32: training "
+              f"in fp32 instead (precision=fp32 in the options)", file=sys.stderr, flush=True)
+    return dataclasses.replace(cfg, precision="bf16" if units else "fp32")
+
+
 def dumps(options: dict) -> str:
     return json.dumps(options, indent=2, sort_keys=False)
 
 
 __all__ = ["TrainConfig", "PRECISIONS", "NAN_POLICIES",
-           "split_overrides", "resolve_options", "check_device", "dumps"]
+           "split_overrides", "resolve_options", "check_device", "resolve_precision", "dumps"]

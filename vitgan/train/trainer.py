@@ -38,7 +38,7 @@ import torch
 from vitgan.config import ModelConfig
 from vitgan.distributed import Dist, all_reduce_mean, maybe_no_sync, wrap_ddp
 from vitgan.errors import OptionError
-from vitgan.train.options import TrainConfig
+from vitgan.train.options import TrainConfig, resolve_precision
 from vitgan.train.report import TickStats
 from vitgan.train.run_dir import RunFiles
 from vitgan.train.state import seed_for
@@ -52,6 +52,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, dataset,
                  files: RunFiles | None = None):
+        cfg = resolve_precision(cfg, d.device)  # auto -> bf16 | fp32; bf16 without units -> fp32
         self.cfg, self.model_cfg, self.d, self.ds = cfg, model_cfg, d, dataset
         self.files = files if files is not None else RunFiles(None)
         self.run_dir = self.files.dir
