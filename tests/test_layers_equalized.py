@@ -249,3 +249,26 @@ def test_fourier_width_is_the_generator_width_unless_set():
     assert cfg.fourier_dim is None and cfg.fourier_width == 384       # eq. (13): E_fou in R^{P^2 x D}
     assert Generator(model_config("tiny")).head.fourier.linear.out_features == 64
     assert model_config("tiny").replace(fourier_dim=32).fourier_width == 32
+
+
+def test_isn_learned_gain_scales_the_spectral_norm_and_is_trained():
+    """d_isn_learned_gain: W_eff = gamma * g * sigma(W_init) * W / sigma(W), gamma a parameter
+    starting at 1 (so the function at init is ISN's), learned by D's optimiser."""
+    torch.manual_seed(0)
+    cfg = model_config("tiny").replace(d_isn_learned_gain=True)
+    D, D0 = Discriminator(cfg), Discriminator(cfg.replace(d_isn_learned_gain=False))
+    D0.load_state_dict(D.state_dict(), strict=False)
+    x = torch.randn(3, 3, 32, 32)
+    D.eval(), D0.eval()
+    torch.testing.assert_close(D(x), D0(x))                                   # gamma = 1: ISN
+    layer = D.blocks[0].mlp[0]
+    sn, scale = spectral_parts(layer)
+    with torch.no_grad():
+        scale.gamma.fill_(1.7)
+    expected = 1.7 * weight_gain(layer) * scale.sigma_init.item()
+    assert _sigma(effective_weight(layer)) == pytest.approx(expected, rel=1e-3)
+    gammas = [n for n, _ in D.named_parameters() if n.endswith("gamma")]
+    assert len(gammas) == sum(1 for m in D.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    D.train()
+    D(x).sum().backward()
+    assert scale.gamma.grad is not None and scale.gamma.grad.abs().item() > 0

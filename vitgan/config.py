@@ -30,7 +30,8 @@ ABLATIONS: dict[str, tuple] = {
 
 # Fields added after the first release, with the value a config saved without them had.
 LEGACY_DEFAULTS: dict = {"equalized_lr": False, "d_qk_gain": 1.0, "g_arch": "vit", "d_arch": "vit",
-                         "sln_unit_storage": False, "d_tokens_equalized": False}
+                         "sln_unit_storage": False, "d_tokens_equalized": False,
+                         "d_isn_learned_gain": False}
 
 # Architectures of each network (``vitgan.models`` builds them): the paper's ViTs, or the
 # StyleGAN2 networks the paper compares against (and combines into hybrids).
@@ -78,6 +79,8 @@ class ModelConfig:
     d_overlap: bool = True
     d_conv_qkv: bool = False
     d_conv_kernel: int = 3
+    d_isn_learned_gain: bool = False # ISN with a learned scalar gain gamma (init 1) on sigma(W_init)
+                                     # per layer (after sigmaReparam); False: the paper's frozen gain
     d_tokens_equalized: bool = False # D's class token and position embedding stored N(0, 1) times a
                                      # run-time 0.02 (the same function at init as ViT's std 0.02,
                                      # Adam's relative step that of the equalised layers); False:

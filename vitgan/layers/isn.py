@@ -99,18 +99,25 @@ class SpectralNorm(nn.Module):
 
 
 class InitScale(nn.Module):
-    """Parametrization W -> sigma(W_init) * W, the ISN factor (a buffer fixed at construction)."""
+    """Parametrization W -> sigma(W_init) * W, the ISN factor (a buffer fixed at construction);
+    ``learned``: W -> gamma * sigma(W_init) * W with a learned scalar gamma starting at 1 (our
+    addition, after sigmaReparam, Zhai et al. 2023: the layer's spectral norm is learned instead
+    of frozen at its initial value; ``ModelConfig.d_isn_learned_gain``)."""
 
-    def __init__(self, *, sigma_init: torch.Tensor):
+    def __init__(self, *, sigma_init: torch.Tensor, learned: bool = False):
         super().__init__()
         self.register_buffer("sigma_init", sigma_init.detach().float().reshape(1))
+        self.gamma = nn.Parameter(torch.ones(1)) if learned else None
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight * self.sigma_init.to(weight.dtype)
+        scale = self.sigma_init if self.gamma is None else self.gamma * self.sigma_init
+        return weight * scale.to(weight.dtype)
 
 
-def normalise_weight(layer: nn.Module, kind: str, *, n_power_iterations: int = 1) -> nn.Module:
-    """Parametrize ``layer.weight`` with ``kind`` in ("isn", "sn", "none"); returns ``layer``."""
+def normalise_weight(layer: nn.Module, kind: str, *, n_power_iterations: int = 1,
+                     learned_gain: bool = False) -> nn.Module:
+    """Parametrize ``layer.weight`` with ``kind`` in ("isn", "sn", "none"); returns ``layer``.
+    ``learned_gain`` (ISN only): a learned scalar on sigma(W_init) (``InitScale``)."""
     if kind not in NORMS:
         raise ValueError(f"weight norm {kind!r} is not one of {NORMS}")
     if kind == "none":
@@ -119,18 +126,20 @@ def normalise_weight(layer: nn.Module, kind: str, *, n_power_iterations: int = 1
     parametrize.register_parametrization(layer, "weight", sn)
     gain = float(getattr(layer, "weight_gain", 1.0))  # equalised lr: W_eff = gain * W
     if kind == "isn":    # W_eff = gain * sigma(W_init) * W / sigma(W)
-        parametrize.register_parametrization(layer, "weight", InitScale(sigma_init=sn.sigma_at_init))
+        parametrize.register_parametrization(layer, "weight", InitScale(sigma_init=sn.sigma_at_init,
+                                                                        learned=learned_gain))
     elif gain != 1.0:    # SN: W_eff = W / sigma(W), spectral norm 1 of the effective weight
         parametrize.register_parametrization(layer, "weight", InitScale(sigma_init=torch.tensor(1.0 / gain)))
     return layer
 
 
-def apply_weight_norm(module: nn.Module, kind: str, *, n_power_iterations: int = 1) -> nn.Module:
+def apply_weight_norm(module: nn.Module, kind: str, *, n_power_iterations: int = 1,
+                      learned_gain: bool = False) -> nn.Module:
     """Normalise the weight of EVERY Linear and Conv layer inside ``module`` (and itself)."""
     layers = [m for m in module.modules()
               if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and not parametrize.is_parametrized(m)]
     for layer in layers:
-        normalise_weight(layer, kind, n_power_iterations=n_power_iterations)
+        normalise_weight(layer, kind, n_power_iterations=n_power_iterations, learned_gain=learned_gain)
     return module
 
 

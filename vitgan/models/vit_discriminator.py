@@ -71,7 +71,7 @@ class Discriminator(nn.Module, HubMixin):
         self.head = make_linear(dim, 1, equalized=eq)
         # class-conditional: + <V c, LN(h_L[cls])>, V weight-normalised with the other layers
         self.projection = Projection(cfg.num_classes, dim, equalized=eq) if cfg.num_classes else None
-        apply_weight_norm(self, cfg.d_norm)  # ISN / SN / none on every Linear and Conv (stored weights)
+        apply_weight_norm(self, cfg.d_norm, learned_gain=cfg.d_isn_learned_gain)  # ISN / SN / none on every Linear and Conv (stored weights)
 
     def forward(self, images: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """``c``: class indices (B,), required by (only by) a conditional D (cfg.classes)."""
