@@ -14,8 +14,8 @@ from pathlib import Path
 
 STYLE = """body{font-family:sans-serif;background:#181818;color:#ddd;margin:1.5em}
 a{color:#7cf}.row{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
-figure{margin:0;max-width:100%}figure img{max-width:100%;image-rendering:pixelated;border:1px solid #444}
-figcaption{max-width:60em;font-size:.9em;color:#bbb}table{border-collapse:collapse;font-size:.85em}
+figure{margin:0;display:table}figure img{max-width:100%;image-rendering:pixelated;border:1px solid #444}
+figcaption{display:table-caption;caption-side:bottom;font-size:.9em;color:#bbb}table{border-collapse:collapse;font-size:.85em}
 td,th{border:1px solid #444;padding:2px 6px;text-align:left;vertical-align:top}.note{color:#fc6}"""
 
 
