@@ -210,3 +210,21 @@ def test_conditional_data_parallel_two_processes(labelled, tmp_path):
     proc = torchrun(script, labelled, tmp_path / "R", *sets)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "COND-RANKS-OK" in proc.stdout
+
+
+def test_inspect_a_conditional_run(run, tmp_path, capsys):
+    """vitgan inspect gives D each image's class (reals: their labels, fakes: class i mod K), and
+    training wrote D's attention map with every grid (the fixed real image with its label)."""
+    from vitgan.export.source import load_source
+    from vitgan.models.sampling import latents
+
+    assert sorted(p.name for p in run.glob("attention*.png")) == sorted(
+        p.name.replace("fakes", "attention") for p in run.glob("fakes*.png"))
+    rc, out, _ = main(["inspect", run, "--out", tmp_path / "look", "--real", "2", "--fake", "3"], capsys)
+    assert rc == 0, out
+    info = json.loads((tmp_path / "look" / "inspect.json").read_text())
+    src = load_source(run)
+    c = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        expect = src.D(src.G(latents([0, 1, 2], src.cfg.z_dim), c=c), c)
+    assert torch.allclose(torch.tensor(info["d_logit"][2:]), expect, atol=1e-4)

@@ -22,6 +22,7 @@ COMMANDS = {
     "sample": ("vitgan.commands.sample", "sample images from a checkpoint or run folder"),
     "eval": ("vitgan.commands.eval", "compute FID / KID / IS / precision-recall / density-coverage"),
     "export": ("vitgan.commands.export", "export a run as a Hugging Face model folder or an ONNX file"),
+    "inspect": ("vitgan.commands.inspect", "look inside a ViT GAN: attention and saliency drawn over images, index.html"),
     "bench": ("vitgan.commands.bench", "benchmark the training step"),
 }
 

@@ -13,6 +13,7 @@ The ONNX file is checked in onnxruntime against PyTorch on 4 latents (seeds 0-3)
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -73,35 +74,20 @@ def staging_folder(out: Path) -> Path:
         return stage
 
 
-def run(args) -> int:
-    formats = _parse(args.format, FORMATS, "--format")
-    what = _parse(args.what, WHAT, "--what")
-    if "hub" not in formats and what != ("G",):
-        raise OptionError("--what applies to the Hub folder; add --format hub,onnx (ONNX holds the generator only)")
-    out = Path(args.out)
-    check_out(out)
-
+@contextlib.contextmanager
+def staged(out: Path):
+    """Yield a temporary folder beside ``out`` (checked new or empty) to write into; on success it
+    is renamed to ``out``, on any failure removed (and the user's empty ``out`` left as it was)."""
     import shutil
 
-    from vitgan.export.source import load_source
     from vitgan.files import fsync_dir
     from vitgan.train.run_dir import writing
 
-    src = load_source(args.run, device="cpu")
-    if ("onnx" in formats or "G" in what) and src.G is None:
-        raise UserError(f"{args.run} holds no generator (only a discriminator); export --what D --format hub")
-    if "D" in what and src.D is None:
-        raise UserError(f"{args.run} holds no discriminator; export --what G")
     stage = staging_folder(out)
     emptied = False
     try:
         with writing(f"--out {out}", "choose a folder you can write to"):
-            if "hub" in formats:
-                from vitgan.export.hub_folder import write_hub_folder
-
-                write_hub_folder(src, stage, what=what)
-            if "onnx" in formats:
-                diff = _write_onnx(src, stage / "model.onnx", args.opset)
+            yield stage
             if out.is_dir():
                 out.rmdir()  # empty (checked above): the rename below takes its place
                 emptied = True
@@ -112,6 +98,30 @@ def run(args) -> int:
         if emptied and not out.exists():
             out.mkdir()  # the user's empty folder, as it was
         raise
+
+
+def run(args) -> int:
+    formats = _parse(args.format, FORMATS, "--format")
+    what = _parse(args.what, WHAT, "--what")
+    if "hub" not in formats and what != ("G",):
+        raise OptionError("--what applies to the Hub folder; add --format hub,onnx (ONNX holds the generator only)")
+    out = Path(args.out)
+    check_out(out)
+
+    from vitgan.export.source import load_source
+
+    src = load_source(args.run, device="cpu")
+    if ("onnx" in formats or "G" in what) and src.G is None:
+        raise UserError(f"{args.run} holds no generator (only a discriminator); export --what D --format hub")
+    if "D" in what and src.D is None:
+        raise UserError(f"{args.run} holds no discriminator; export --what G")
+    with staged(out) as stage:
+        if "hub" in formats:
+            from vitgan.export.hub_folder import write_hub_folder
+
+            write_hub_folder(src, stage, what=what)
+        if "onnx" in formats:
+            diff = _write_onnx(src, stage / "model.onnx", args.opset)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     print(f"wrote {out}/: {', '.join(files)}")
     if "hub" in formats and "G" in what:

@@ -16,6 +16,11 @@ With ``--interp STEPS`` each of the ``--n`` cells walks through ``--keyframes`` 
 and back to the first (a seamless loop), interpolating linearly in w space, ``STEPS`` frames
 between keyframes.
 
+``--scale S`` renders every sample at S x the training resolution from the same latents (ViT-G's
+INR head evaluated on an S-times finer grid of in-patch coordinates; ``--scale 1`` is the
+training output bit for bit); the linear head and StyleGAN2's G refuse it (one line, exit 2).
+The generator batch is divided by S^2 (at least 1), so memory stays about what it is at 1x.
+
 A class-conditional run (``--set cond=true``): ``--class cat`` (a name or an index) gives every
 sample that class, truncated toward that class's mean w; ``--class all`` writes one row per
 class, ``--n`` samples each, the same latents in every row. Without ``--class``, sample i is of
@@ -53,6 +58,9 @@ def add_arguments(p) -> None:
     p.add_argument("--fps", type=float, default=20.0, help="GIF frame rate (--interp)")
     p.add_argument("--batch", type=int, default=64, help="generator batch size (default 64)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--scale", type=float, default=1.0, metavar="S",
+                   help="render at S x the training resolution (ViT-G's INR head; S x patch size whole "
+                        "pixels; default 1)")
     p.add_argument("--class", dest="cls", default=None, metavar="NAME|INDEX|all",
                    help="class-conditional runs: the class to sample, or 'all' for one row per class")
 
@@ -87,6 +95,8 @@ def check_options(args) -> str:
         raise OptionError(f"--n must be a positive integer, got {args.n}")
     if args.batch <= 0:
         raise OptionError(f"--batch must be a positive integer, got {args.batch}")
+    if not (math.isfinite(args.scale) and args.scale > 0):
+        raise OptionError(f"--scale must be a positive number (2: twice the resolution), got {args.scale}")
     if not math.isfinite(args.trunc):
         raise OptionError(f"--truncation must be a finite number (1: none, 0.7: typical), got {args.trunc}")
     if args.interp < 0:
@@ -121,12 +131,16 @@ def run(args) -> int:
 
     from vitgan.distributed import resolve_device
     from vitgan.models.sampling import plan_size, plan_slice, sample_batches
+    from vitgan.models.vit_generator import check_render_scale
     from vitgan.progress import progress
     from vitgan.train.checkpoint import load_generator
     from vitgan.train.run_dir import writing
 
     device = resolve_device(args.device)
     G, cfg = load_generator(args.checkpoint, device=device, log=lambda m: print(m, flush=True))
+    check_render_scale(cfg, args.scale)  # the linear head / StyleGAN2 G refuse --scale != 1
+    batch = max(1, int(args.batch // args.scale ** 2))
+    res = int(round(cfg.resolution * args.scale))
     if kind == "gif":
         frames = interpolation_frames(G, cfg, args, device)
         with writing(out):
@@ -144,7 +158,7 @@ def run(args) -> int:
 
     def batches():
         for item in sample_batches(G, cfg, cls=args.cls, seed=args.seed, n=args.n, trunc=args.trunc,
-                                   batch=args.batch, device=device):
+                                   batch=batch, device=device, scale=args.scale):
             yield item
             bar.update(len(item[0]))
 
@@ -154,7 +168,7 @@ def run(args) -> int:
                 write_folder(out, batches(), cfg.classes)
             elif kind == "npz":
                 out.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(out, lambda f: write_npz(f, batches(), total, cfg, args))
+                atomic_write(out, lambda f: write_npz(f, batches(), total, cfg, args, res))
             else:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 image = grid_of([imgs for _, _, imgs in batches()], args.n if args.cls == "all" else None)
@@ -165,7 +179,7 @@ def run(args) -> int:
     if kind == "dir":
         print(f"wrote {total} images to {out}/")
     elif kind == "npz":
-        print(f"wrote {out}: images uint8 {(total, cfg.resolution, cfg.resolution, cfg.channels)} "
+        print(f"wrote {out}: images uint8 {(total, res, res, cfg.channels)} "
               f"(N, H, W, C), seeds{', labels' if cfg.classes else ''}")
     else:
         cols = args.n if args.cls == "all" and cfg.classes else near_cols(total)
@@ -173,7 +187,8 @@ def run(args) -> int:
         what = ("" if not labels else f", one row per class ({', '.join(labels)})" if args.cls == "all"
                 else f", class {args.cls if args.cls in labels else labels[int(args.cls)]}" if args.cls is not None
                 else f", classes in turn ({', '.join(labels)}; pick one with --class)")
-        print(f"wrote {out}: {total} samples, {cols} per row{what}")
+        size = "" if args.scale == 1 else f", {res}x{res} ({args.scale:g}x)"
+        print(f"wrote {out}: {total} samples, {cols} per row{what}{size}")
     return 0
 
 
@@ -233,7 +248,7 @@ def write_folder(out: Path, batches, classes) -> None:
                 raise
 
 
-def write_npz(f, batches, total: int, cfg, args) -> None:
+def write_npz(f, batches, total: int, cfg, args, res: int) -> None:
     """An .npz that ``np.load`` reads: "images" uint8 (total, H, W, C) streamed batch by batch
     into the zip member after its .npy header, then "seeds" (and "labels") int64."""
     import zipfile
@@ -246,7 +261,7 @@ def write_npz(f, batches, total: int, cfg, args) -> None:
         np.lib.format.write_array_header_1_0(m, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
                                                  "fortran_order": False, "shape": tuple(shape)})
 
-    shape = (total, cfg.resolution, cfg.resolution, cfg.channels)
+    shape = (total, res, res, cfg.channels)
     with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         with zf.open("images.npy", "w", force_zip64=True) as m:
             header(m, shape, np.uint8)
@@ -272,7 +287,7 @@ def interpolation_frames(G, cfg, args, device):
     """PIL frames: each cell lerps in w space through ``keyframes`` latents, looping."""
     import torch
 
-    from vitgan.models.sampling import latents, sample_plan
+    from vitgan.models.sampling import latents, sample_plan, scale_kwargs
     from vitgan.train.run_dir import grid_image, near_square
 
     n, k, steps = args.n, args.keyframes, args.interp
@@ -295,7 +310,8 @@ def interpolation_frames(G, cfg, args, device):
             a, b = w[j], w[(j + 1) % k]
             for s in range(steps):
                 wt = torch.lerp(a, b, s / steps)
-                img = torch.cat([G.synthesis(wb).float().cpu() for wb in wt.split(args.batch)])
+                img = torch.cat([G.synthesis(wb, **scale_kwargs(args.scale)).float().cpu()
+                                 for wb in wt.split(args.batch)])
                 frames.append(grid_image(img, nrow=cols).convert("RGB"))
     return frames
 

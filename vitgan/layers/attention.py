@@ -174,5 +174,23 @@ class Attention(nn.Module):
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
-__all__ = ["Attention", "KINDS", "l2_qk_gain", "l2_logits", "l2_attention_reference", "l2_attention_fused",
+def attention_probabilities(model: nn.Module, forward) -> list[torch.Tensor]:
+    """The attention maps of every ``Attention`` layer inside ``model`` (module order) while
+    ``forward()`` runs it once: each layer's input is recorded by a forward pre-hook, then its
+    ``probabilities`` (reference math, fp32) are taken; [] for a model without attention. The
+    training path (fused or not) runs untouched; this is for diagnostics and ``vitgan inspect``."""
+    layers = [m for m in model.modules() if isinstance(m, Attention)]
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, i=i: inputs.__setitem__(i, args[0]))
+             for i, m in enumerate(layers)]
+    try:
+        with torch.no_grad():
+            forward()
+    finally:
+        for h in hooks:
+            h.remove()
+    return [m.probabilities(inputs[i].float()) for i, m in enumerate(layers)]
+
+
+__all__ = ["Attention", "attention_probabilities", "KINDS", "l2_qk_gain", "l2_logits", "l2_attention_reference", "l2_attention_fused",
            "dot_attention_reference"]

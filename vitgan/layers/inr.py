@@ -7,6 +7,15 @@ Layer 1 (fourier_dim -> hidden) is modulated, and demodulated when ``demodulate`
 (hidden -> C) is modulated, never demodulated (StyleGAN2's ToRGB). Patches are tiled without
 overlap into the image. ``LinearHead`` is the ablation: a linear map token -> P*P*C pixels.
 
+Resolution-free rendering (``INRHead.forward(y, coords=...)``, ``render_coords(p)``): the head is
+a function of continuous in-patch coordinates, so evaluating it at the cell centres of a finer
+P' x P' grid over the same [-1, 1]^2 square renders every patch with P' x P' pixels (P' = 2P:
+the image at 2x) from the same tokens, without retraining. Patch borders: every patch is still
+evaluated only inside its own square and the patches are tiled edge to edge, exactly as at 1x;
+nothing is blended or extrapolated across a border, so a seam between two patches (if the 1x
+image has one) stays where it is, at the same place, only drawn with more pixels. ``coords=None``
+is the training grid itself (the 1x image, bit for bit).
+
 Fast path (``fused=True``): with style s (B, L, F) and shared weight W (H, F),
     (W * s) x = W (s * x)                     modulate the input features, then ONE matmul over
                                               all B*L*P*P pixels with the shared weight
@@ -31,6 +40,15 @@ def grid_centres(n: int) -> torch.Tensor:
     c = (2 * torch.arange(n, dtype=torch.float32) + 1) / n - 1
     yy, xx = torch.meshgrid(c, c, indexing="ij")
     return torch.stack([xx, yy], dim=-1).reshape(n * n, 2)
+
+
+def render_coords(pixels: int) -> torch.Tensor:
+    """In-patch coordinates for a patch drawn with ``pixels`` x ``pixels`` pixels: the centres of
+    that grid of cells over the patch's [-1, 1]^2 square (``grid_centres``); ``pixels = P`` is the
+    training grid, ``s * P`` the same patch at s x its resolution."""
+    if pixels < 1:
+        raise ValueError(f"a patch needs at least 1 pixel per side, got {pixels}")
+    return grid_centres(pixels)
 
 
 def tile_patches(patches: torch.Tensor, grid: int) -> torch.Tensor:
@@ -122,8 +140,11 @@ class INRHead(nn.Module):
         self.mlp = ModulatedMLP(style_dim=dim, in_dim=fourier_dim, hidden=hidden, out_dim=channels,
                                 demodulate=demodulate, fused=fused, equalized=equalized)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        e_fou = self.fourier(self.coords)                                # same for every patch
+    def forward(self, y: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+        """``coords``: (P'*P', 2) in-patch pixel coordinates (``render_coords(P')``) to paint each
+        patch at P' x P' pixels; None: the training grid (P x P)."""
+        coords = self.coords if coords is None else coords.to(self.coords)
+        e_fou = self.fourier(coords)                                     # same for every patch
         return tile_patches(self.mlp(e_fou, y), self.grid)
 
 
@@ -140,5 +161,5 @@ class LinearHead(nn.Module):
         return tile_patches(patches, self.grid)
 
 
-__all__ = ["grid_centres", "tile_patches", "SineEmbedding", "ModulatedMLP", "INRHead", "LinearHead",
+__all__ = ["grid_centres", "render_coords", "tile_patches", "SineEmbedding", "ModulatedMLP", "INRHead", "LinearHead",
            "modulated_mlp_fused", "modulated_mlp_reference"]

@@ -14,13 +14,21 @@ def latents(seeds, z_dim: int) -> torch.Tensor:
     return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
 
 
-def synthesize(G, z, trunc: float, batch: int, device, c=None) -> torch.Tensor:
+def scale_kwargs(scale: float) -> dict:
+    """The keyword a generator call gets for ``scale``: none at 1 (every generator's own path,
+    StyleGAN2's too), ``scale=s`` otherwise (ViT-G's INR head; ``check_render_scale``)."""
+    return {} if scale == 1 else {"scale": scale}
+
+
+def synthesize(G, z, trunc: float, batch: int, device, c=None, scale: float = 1) -> torch.Tensor:
     """EMA generator, no grad, in batches: w = mapping(z[, c]), truncated, synthesis(w); float32 on
-    the CPU. ``c``: (B,) class indices for a class-conditional G (None otherwise)."""
+    the CPU. ``c``: (B,) class indices for a class-conditional G (None otherwise); ``scale``: render
+    at s x the resolution (ViT-G with the INR head)."""
     out = []
     with torch.no_grad():
         for i, zb in enumerate(z.split(batch)):
-            kw = {} if c is None else {"c": c[i * batch:(i + 1) * batch].to(device)}
+            kw = scale_kwargs(scale) if c is None else {"c": c[i * batch:(i + 1) * batch].to(device),
+                                                        **scale_kwargs(scale)}
             out.append(G(zb.to(device), truncation_psi=trunc, **kw).float().cpu())
     return torch.cat(out)
 
@@ -70,15 +78,16 @@ def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def sample_batches(G, cfg, *, cls: str | None, seed: int, n: int, trunc: float, batch: int, device):
+def sample_batches(G, cfg, *, cls: str | None, seed: int, n: int, trunc: float, batch: int, device,
+                   scale: float = 1):
     """Yield (seeds, labels or None, uint8 (B, H, W, C)) of the plan in batches of ``batch``:
     latents, generation and conversion one batch at a time, so memory does not grow with n."""
     total = plan_size(cfg, cls, n)
     for start in range(0, total, batch):
         seeds, labels = plan_slice(cfg, cls, seed, n, start, min(start + batch, total))
-        x = synthesize(G, latents(seeds, cfg.z_dim), trunc, batch, device, labels)
+        x = synthesize(G, latents(seeds, cfg.z_dim), trunc, batch, device, labels, scale)
         yield seeds, labels, to_uint8_hwc(x)
 
 
-__all__ = ["latents", "synthesize", "class_index", "sample_plan", "plan_size", "plan_slice",
+__all__ = ["latents", "scale_kwargs", "synthesize", "class_index", "sample_plan", "plan_size", "plan_slice",
            "to_uint8_hwc", "sample_batches"]

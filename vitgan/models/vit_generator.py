@@ -13,6 +13,12 @@ Ablations (``ModelConfig``): ``g_latent="tokens"`` feeds w as input tokens (Line
 E_pos) and uses LayerNorm with affine in place of SLN; ``g_head="linear"`` maps each token
 linearly to its P*P*C pixels; ``g_demodulate`` switches the INR's demodulation.
 
+Resolution-free rendering (``scale``): the INR head is a function of in-patch coordinates, so
+``G(z, scale=2)`` / ``G.synthesis(w, scale=2)`` paints every patch on a 2x finer grid of cell
+centres: the same image at 2x (any scale s with s*P a whole number of pixels). ``scale=1`` runs
+exactly the training path. Only the INR head can (``check_render_scale``: the linear head and
+StyleGAN2's G refuse with OptionError). Patch borders: see ``vitgan.layers.inr``.
+
 Class-conditional (``cfg.classes``): w = MLP(cat[norm(z), norm(embed(c))]) (StyleGAN2-ADA's
 mapping, ``vitgan.layers.conditioning``), so the class reaches every SLN and the INR head.
 """
@@ -24,13 +30,30 @@ from einops import rearrange
 from torch import nn
 
 from vitgan.config import ModelConfig
+from vitgan.errors import OptionError
 from vitgan.layers.attention import Attention
 from vitgan.layers.block import Block
 from vitgan.layers.equalized import make_linear
-from vitgan.layers.inr import INRHead, LinearHead, SineEmbedding, grid_centres
+from vitgan.layers.inr import INRHead, LinearHead, SineEmbedding, grid_centres, render_coords
 from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis, w_avg_buffer
 from vitgan.layers.sln import SLN, LayerNorm
 from vitgan.models.hub import HubMixin
+
+
+def check_render_scale(cfg: ModelConfig, scale: float) -> int:
+    """Pixels per patch side when rendering at ``scale`` (P at 1), or OptionError (one line) for a
+    generator that cannot render at another resolution or a scale that is not whole pixels."""
+    if scale == 1:
+        return cfg.patch_size
+    if cfg.g_arch != "vit" or cfg.g_head != "inr":
+        what = "StyleGAN2's generator" if cfg.g_arch != "vit" else "ViT-G with g_head=linear"
+        raise OptionError(f"--scale {scale:g}: {what} has a fixed output grid and cannot render at another "
+                          f"resolution; only ViT-G's INR head (g_head=inr) can. Use --scale 1")
+    pixels = cfg.patch_size * scale
+    if not (pixels >= 1 and float(pixels).is_integer()):
+        raise OptionError(f"--scale {scale:g}: each {cfg.patch_size}x{cfg.patch_size} patch would be "
+                          f"{pixels:g} pixels wide; give a scale s with s x {cfg.patch_size} a whole number >= 1")
+    return int(pixels)
 
 
 class Generator(nn.Module, HubMixin):
@@ -69,21 +92,28 @@ class Generator(nn.Module, HubMixin):
             self.head = LinearHead(dim=dim, patch_size=cfg.patch_size, grid=grid, channels=cfg.channels,
                                    equalized=eq)
 
-    def synthesis(self, w: torch.Tensor) -> torch.Tensor:
-        """w (B, w_dim) -> images (B, C, H, W)."""
+    def synthesis(self, w: torch.Tensor, *, scale: float = 1) -> torch.Tensor:
+        """w (B, w_dim) -> images (B, C, H, W); ``scale`` s: (B, C, sH, sW), the INR head painting
+        each patch on an s-times finer coordinate grid (``check_render_scale``)."""
+        pixels = check_render_scale(self.cfg, scale)
         with torch.autocast(w.device.type, enabled=False):  # keep the residual stream in fp32
             h = self.pos_embedding(self.patch_centres).expand(w.shape[0], -1, -1)  # E_pos (B, L, D)
         if self.latent_tokens is not None:
             h = h + rearrange(self.latent_tokens(w), "b (l d) -> b l d", d=self.cfg.g_dim)
         for block in self.blocks:
             h = block(h, w)
-        return self.head(self.norm(h, w))                                 # y = SLN(h_L, w)
+        y = self.norm(h, w)                                               # y = SLN(h_L, w)
+        if scale == 1:
+            return self.head(y)
+        return self.head(y, render_coords(pixels))
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, *, c: torch.Tensor | None = None,
-                update_w_avg: bool = True) -> torch.Tensor:
-        """``c``: class indices (B,), required by (only by) a conditional G (cfg.classes)."""
+                update_w_avg: bool = True, scale: float = 1) -> torch.Tensor:
+        """``c``: class indices (B,), required by (only by) a conditional G (cfg.classes);
+        ``scale``: render at s x the resolution (INR head only, see ``synthesis``)."""
+        check_render_scale(self.cfg, scale)  # before anything changes w_avg
         w = latents_for_synthesis(self, z, truncation_psi, update_w_avg, c)  # w_avg, truncation
-        return self.synthesis(w)
+        return self.synthesis(w, scale=scale)
 
 
-__all__ = ["Generator"]
+__all__ = ["Generator", "check_render_scale"]

@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vitgan.layers.attention import Attention
+from vitgan.layers.attention import attention_probabilities
 from vitgan.layers.equalized import effective_weight
 from vitgan.layers.isn import top_singular
 
@@ -65,23 +65,10 @@ def spectral_norms(D: nn.Module) -> torch.Tensor:
 
 def attention_entropy(D: nn.Module, images: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor | None:
     """Mean attention-row entropy per attention layer of D (1-D tensor), or None without any."""
-    layers = [m for m in D.modules() if isinstance(m, Attention)]
-    if not layers:
+    maps = attention_probabilities(D, lambda: D(images) if c is None else D(images, c))
+    if not maps:
         return None
-    inputs: dict[int, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, i=i: inputs.__setitem__(i, args[0]))
-             for i, m in enumerate(layers)]
-    try:
-        with torch.no_grad():
-            D(images) if c is None else D(images, c)
-    finally:
-        for h in hooks:
-            h.remove()
-    ent = []
-    for i, m in enumerate(layers):
-        p = m.probabilities(inputs[i].float())
-        ent.append(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
-    return torch.stack(ent)
+    return torch.stack([-(p * p.clamp_min(1e-12).log()).sum(-1).mean() for p in maps])
 
 
 class Diagnostics:

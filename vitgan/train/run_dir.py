@@ -192,10 +192,15 @@ class RunFiles:
     # ------------------------------------------------------------------ images
     def save_grid(self, name: str, images, nrow: int) -> None:
         """images: float (N, C, H, W) in [-1, 1] -> PNG grid (no padding), written atomically."""
+        if self.active:
+            self.save_png(name, grid_image(images, nrow))
+
+    def save_png(self, name: str, image) -> None:
+        """A PIL image -> ``<run>/<name>`` as PNG, written atomically."""
         if not self.active:
             return
         buf = io.BytesIO()
-        grid_image(images, nrow).save(buf, format="PNG")
+        image.save(buf, format="PNG")
         with writing(self.dir / name):
             atomic_write_bytes(self.dir / name, buf.getvalue())
 

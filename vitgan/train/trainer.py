@@ -228,6 +228,9 @@ class Trainer:
                 imgs = torch.cat([G(z) for z in self.grid_z.split(size)])
         name = f"fakes{int(nimg):09d}.png"  # by image count: two grids never share a name
         self.files.save_grid(name, imgs, nrow=self.cfg.grid)
+        from vitgan.train.attention_map import save_attention_map
+
+        save_attention_map(self, nimg)  # attention<nimg>.png: D's attention on a fixed real image
         tb = self.files.tensorboard()
         if tb is not None:
             from torchvision.utils import make_grid
