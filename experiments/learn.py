@@ -65,6 +65,15 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "bcr1-seed1": ("bCR 1, seed 1 (paired with seed1)", ["bcr_real=1", "bcr_fake=1", "seed=1"], 2, 0.5),
     "bcr0-seed1": ("no bCR, seed 1 (paired with seed1)", ["bcr_real=0", "bcr_fake=0", "seed=1"], 1, 0.5),
     "stylegan2-seed1": ("StyleGAN2 G + D (preset tiny-stylegan2), seed 1", ["preset=tiny-stylegan2", "seed=1"], 1, 0.5),
+    # the small preset (issue 21): `--preset small --kimg 200 --points 0.125,0.25,0.5,1`, results in
+    # experiments/results/learn-small; 8 metric points = every 25 kimg at 200
+    "small": ("small defaults (width 128, paper structure; bCR 0.1)", ["preset=small"], 8, 1),
+    "small-bcr1": ("small, bCR 1 (the paper-size presets' weight)", ["preset=small", "bcr_real=1",
+                                                                     "bcr_fake=1"], 2, 0.5),
+    "small-seed1": ("small defaults, seed 1", ["preset=small", "seed=1"], 8, 1),
+    "small-stylegan2": ("StyleGAN2 G + D of small's cost (preset small-stylegan2)",
+                        ["preset=small-stylegan2"], 8, 1),
+    "small-hybrid": ("ViT-G small + StyleGAN2-D (preset small-hybrid)", ["preset=small-hybrid"], 8, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
@@ -92,7 +101,7 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
     cmd = [sys.executable, "-m", "vitgan", "train", "--preset", preset, "--data", str(args.data),
            "--out", str(run), "--kimg", str(kimg),
            "--set", f"tick_kimg={args.tick_kimg}", "--set", f"metrics_kimg={every}",
-           "--set", "metrics=fid,kid", "--set", f"metrics_n={args.fid_n}",
+           "--set", f"metrics={args.metrics}", "--set", f"metrics_n={args.fid_n}",
            "--set", f"image_kimg={kimg}", "--set", f"snap_kimg={kimg}",
            "--set", f"ckpt_kimg={kimg}"] + [x for kv in sets for x in ("--set", kv)]
     print("$", " ".join(cmd), flush=True)
@@ -104,9 +113,12 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
     stats = read_jsonl(run / "stats.jsonl")
     fid = {r["kimg"]: r["fid"] for r in read_jsonl(run / "metric-fid.jsonl")}
     kid = {r["kimg"]: r["kid_mean"] for r in read_jsonl(run / "metric-kid.jsonl")}
+    recall = {r["kimg"]: r["recall"] for r in read_jsonl(run / "metric-pr.jsonl")}
+    div = {r["kimg"]: r["div_ratio"] for r in read_jsonl(run / "metric-div.jsonl")}
     out = args.out / name
     out.mkdir(parents=True, exist_ok=True)
-    for f in ("curves.png", "training_options.json", "stats.jsonl", "metric-fid.jsonl", "metric-kid.jsonl"):
+    for f in ("curves.png", "training_options.json", "stats.jsonl", "metric-fid.jsonl", "metric-kid.jsonl",
+              "metric-pr.jsonl", "metric-div.jsonl", "log.txt"):
         if (run / f).exists():
             shutil.copy2(run / f, out / f)
     grids = sorted(run.glob("fakes*.png"))
@@ -117,7 +129,7 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
         "commit": args.commit, "date": time.strftime("%Y-%m-%d"),
         "kimg": stats[-1]["kimg"] if stats else 0, "wall_s": round(wall, 1),
         "load_before": load0, "load_after": uptime(), "threads": args.threads, "jobs": args.jobs,
-        "fid": fid, "kid": kid, **health(stats),
+        "fid": fid, "kid": kid, "recall": recall, "div_ratio": div, **health(stats),
     }
 
 
@@ -135,7 +147,8 @@ def health(stats: list[dict]) -> dict:
 
 
 def table(results: list[dict], points: list[float]) -> str:
-    head = ("| row | what | " + " | ".join(f"FID@{p:g}" for p in points) + " | KID@end | D loss@20 | "
+    head = ("| row | what | " + " | ".join(f"FID@{p:g}" for p in points) + " | KID@end | recall@end | "
+            "diversity@end | D loss@20 | "
             "D loss (last 10%) | D adv@20 | D adv (last 10%) | logit gap | r_t | wall |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
@@ -143,11 +156,13 @@ def table(results: list[dict], points: list[float]) -> str:
         got = {float(k): v for k, v in r["fid"].items()}
         fids = {p: got[min(got, key=lambda k: abs(k - p))] for p in points
                 if got and min(abs(k - p) for k in got) < 2}
-        kid_end = r["kid"][max(r["kid"], key=float)] if r["kid"] else None
+        end = lambda d: d[max(d, key=float)] if d else None  # noqa: E731  (the last point's value)
+        kid_end, recall_end, div_end = end(r["kid"]), end(r.get("recall")), end(r.get("div_ratio"))
         lt = r["last_tenth"]
         cell = lambda v, f="{:.1f}": "-" if v is None else f.format(v)  # noqa: E731
         lines.append(f"| {r['row']} | {r['what']} | " + " | ".join(cell(fids.get(p)) for p in points)
-                     + f" | {cell(kid_end, '{:.3f}')} | {cell(r['D_loss_at_20kimg'], '{:.3f}')} | "
+                     + f" | {cell(kid_end, '{:.3f}')} | {cell(recall_end, '{:.3f}')} | {cell(div_end, '{:.2f}')} | "
+                     f"{cell(r['D_loss_at_20kimg'], '{:.3f}')} | "
                      f"{cell(lt.get('loss/D'), '{:.3f}')} | {cell(r.get('D_adv_at_20kimg'), '{:.3f}')} | "
                      f"{cell(lt.get('loss/D_adv'), '{:.3f}')} | {cell(lt.get('diag/logit_gap'), '{:.2f}')} | "
                      f"{cell(lt.get('diag/r_t'), '{:.2f}')} | {r['wall_s'] / 60:.1f} min |")
@@ -169,6 +184,9 @@ def main() -> int:
     p.add_argument("--kimg", type=float, default=100)
     p.add_argument("--tick-kimg", type=float, default=1)
     p.add_argument("--fid-n", type=int, default=1000)
+    p.add_argument("--metrics", default="fid,kid", help="metrics at each point (e.g. fid,kid,pr,div)")
+    p.add_argument("--points", default="0.25,0.5,0.75,1",
+                   help="the table's FID columns, as fractions of --kimg")
     p.add_argument("--data", type=Path, default=ARCHIVE)
     p.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "learn")
     p.add_argument("--runs", type=Path, default=Path("/tmp/vitgan-learn"))
@@ -184,7 +202,7 @@ def main() -> int:
     res_file = args.out / "results.json"
     results = [r for r in (json.loads(res_file.read_text())["rows"] if res_file.exists() else [])
                if r["row"] not in names]  # re-running a row replaces it
-    points = [args.kimg * i / 4 for i in range(1, 5)]  # the table's columns
+    points = [args.kimg * float(f) for f in args.points.split(",")]  # the table's columns
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()  # the code the rows run
     if args.table_only:  # rewrite table.md from results.json (e.g. after changing the table)

@@ -145,3 +145,22 @@ def test_training_writes_metric_pr_jsonl(tmp_path, monkeypatch):
     assert 0 <= rows[-1]["precision"] <= 1 and 0 <= rows[-1]["recall"] <= 1
     dc = json.loads((run / "metric-dc.jsonl").read_text().splitlines()[-1])
     assert {"density", "coverage"} <= set(dc)
+
+
+def test_mean_pairwise_distance_against_brute_force_and_the_div_metric():
+    from vitgan.metrics import formulas
+    from vitgan.metrics.registry import METRICS, compute_metrics
+    from vitgan.metrics.stats_cache import FeatureSet
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 7))
+    brute = np.mean([np.linalg.norm(x[i] - x[j]) for i in range(40) for j in range(i + 1, 40)])
+    assert formulas.mean_pairwise_distance(x, n=256) == pytest.approx(brute, rel=1e-9)
+    sub = formulas.mean_pairwise_distance(rng.normal(size=(1000, 7)), n=256, seed=3)
+    assert sub == pytest.approx(np.sqrt(2) * np.sqrt(7) * 0.98, rel=0.05)  # E|a-b| for N(0, I_7)
+    assert "div" in METRICS
+    real = FeatureSet.from_features(rng.normal(size=(300, 7)))
+    collapsed = FeatureSet.from_features(0.05 * rng.normal(size=(300, 7)) + 1.0)
+    out = compute_metrics(collapsed, real, ["div"])
+    assert out["div_ratio"] == pytest.approx(out["div_fake"] / out["div_real"])
+    assert out["div_ratio"] < 0.1

@@ -315,6 +315,22 @@ PRESETS.update({
     "tiny-vitd-sg2g": dict(model=dataclasses.replace(_TINY, g_arch="stylegan2", **_TINY_SG2),
                            train=dict(PRESETS["tiny"]["train"])),   # ViT-D: tiny's recipe (bCR 0.1)
 })
+# Small CPU versions (issue 21): StyleGAN2 halves at about the `small` ViTs' cost (channels
+# min(1024 // r, 128): 32 at 32x32 up to 128 at 4x4; G 0.75M params / 0.157 GFLOPs per image, D
+# 0.87M / 0.091, against small's 1.27M / 0.151 and 0.76M / 0.105), z = w = 128, ADA's 2-layer
+# mapping. The conv D trains with StyleGAN2-ADA cifar's recipe (lr 0.0025, R1 gamma 0.01, no
+# bCR) at batch 32; ViT-D with small's.
+_SMALL = PRESETS["small"]["model"]
+_SMALL_SG2 = dict(sg2_channel_base=1024, sg2_channel_max=128, sg2_mbstd_group=4)
+_SMALL_SG2_TRAIN = dict(data="cifar10", batch=32, tick_kimg=1.0, precision="auto", lr=0.0025,
+                        r1_gamma=0.01, bcr_real=0.0, bcr_fake=0.0)
+PRESETS.update({
+    "small-stylegan2": dict(model=dataclasses.replace(_SMALL, g_arch="stylegan2", d_arch="stylegan2",
+                                                      mapping_layers=2, **_SMALL_SG2),
+                            train=dict(_SMALL_SG2_TRAIN)),
+    "small-hybrid": dict(model=dataclasses.replace(_SMALL, d_arch="stylegan2", **_SMALL_SG2),
+                         train=dict(_SMALL_SG2_TRAIN)),
+})
 
 
 def preset_names() -> list[str]:

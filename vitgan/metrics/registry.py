@@ -100,6 +100,15 @@ _knn_metric("dc", ("density", "coverage"), 5, manifold.density_coverage,
 
 
 # ------------------------------------------------------------------------------ dispatch
+@register_metric("div", keys=("div_fake", "div_real", "div_ratio"),
+                 help="diversity: mean pairwise distance between the Inception features of 256 "
+                      "samples, of the fakes and of the reals, and their ratio (a collapsed G: << 1)")
+def diversity(fake: FeatureSet, real: FeatureSet, *, seed: int = 0, n: int = 256) -> dict:
+    f = formulas.mean_pairwise_distance(fake.features, n=n, seed=seed)
+    r = formulas.mean_pairwise_distance(real.features, n=n, seed=seed)
+    return {"div_fake": f, "div_real": r, "div_ratio": f / r if r > 0 else float("nan")}
+
+
 def parse_metrics(spec) -> tuple[str, ...]:
     """``"fid,kid"`` or ``("fid", "kid")`` -> validated, de-duplicated names in order."""
     names = spec.split(",") if isinstance(spec, str) else list(spec)
