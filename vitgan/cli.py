@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # what a run records as its command
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except UserError as err:

@@ -45,7 +45,8 @@ def resolve(args) -> tuple[dict, bool]:
     """Return (options with run_dir, resume?) or raise OptionError / UserError; writes nothing."""
     from vitgan.train.options import resolve_options
     from vitgan.train.lock import refuse_if_locked
-    from vitgan.train.run_dir import check_new_run_dir, default_run_dir, read_options
+    from vitgan.train.options_file import read_options
+    from vitgan.train.run_dir import check_new_run_dir, default_run_dir
 
     pairs = parse_set(args.set)  # --kimg / --batch are checked with the rest, by TrainConfig
     data = _abs_if_path(args.data)
@@ -64,7 +65,7 @@ def resolve(args) -> tuple[dict, bool]:
                                                                     options["train"]["data"])
         check_new_run_dir(run_dir)
     options["run_dir"] = str(run_dir.resolve())
-    return _stamp(options), saved is not None
+    return _stamp(options, getattr(args, "_argv", sys.argv[1:])), saved is not None
 
 
 def _abs_if_path(data: str | None) -> str | None:
@@ -80,11 +81,13 @@ def _world_size() -> int:
         raise UserError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
 
 
-def _stamp(options: dict) -> dict:
+def _stamp(options: dict, argv: list[str]) -> dict:
+    import shlex
+
     import vitgan
 
     options["vitgan_version"] = vitgan.__version__
-    options["command"] = " ".join(["vitgan"] + sys.argv[1:]) if sys.argv else "vitgan train"
+    options["command"] = shlex.join(["vitgan", *argv])
     return options
 
 

@@ -32,6 +32,7 @@ from vitgan.train.options import TrainConfig
 from vitgan.train.report import Reporter, TickStats, fmt_time
 from vitgan.train.checkpoint import list_manifests
 from vitgan.train.lock import RunLock
+from vitgan.train.options_file import record_resume
 from vitgan.train.run_dir import OPTIONS_FILE, RunFiles, claim_new_run_dir, remove_created
 from vitgan.train.trainer import Trainer
 
@@ -91,7 +92,11 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
                                   "fingerprint": getattr(dataset, "fingerprint", None)}
             if model_cfg.classes:
                 options["dataset"]["class_counts"] = t.class_counts
-            on_main(d, lambda: files.write_json(OPTIONS_FILE, options))
+            at = int(manifest["nimg"]) if manifest else 0
+            if not resume:
+                on_main(d, lambda: files.write_json(OPTIONS_FILE, options))
+            elif at < round(cfg.kimg * 1000):  # the first options stay; a resume that trains is appended
+                on_main(d, lambda: record_resume(run_dir, options, at))
             files.log(f"vitgan train: {options['preset']} preset, {cfg.data} ({len(dataset)} images), "
                       f"{model_cfg.resolution}x{model_cfg.resolution}, batch {cfg.batch} = "
                       f"{d.world_size} process(es) x {t.rounds} round(s) x {t.micro}, device {d.device}, "

@@ -33,6 +33,7 @@ import json
 from dataclasses import dataclass, field
 
 from vitgan.config import ModelConfig, apply_overrides, check_finite, field_names, get_preset
+from vitgan.option_types import check_types
 from vitgan.errors import OptionError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -103,6 +104,7 @@ class TrainConfig:
 
     # ---------------------------------------------------------------- checks
     def validate(self) -> None:
+        check_types(self)  # the declared types first ("lr": "fast" in an edited options file)
         check_finite(self)  # nan / inf in any number (--set lr=nan, --kimg inf): before the ranges
         if self.precision not in PRECISIONS:
             raise OptionError(f"precision={self.precision!r} is not valid; choose one of "

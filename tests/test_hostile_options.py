@@ -1,0 +1,143 @@
+"""Nothing lost, round 3 (issue 24): options files, late options, sizes, resume history.
+
+Each row makes its bad input itself (an edited copy of a trained run, a flag) and checks the
+exit code, the one line (naming the problem and the fix), that there is no traceback, and that
+nothing already written changed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_train_helpers import copy_run, main, small_args, tree
+
+from vitgan.train.run_dir import OPTIONS_FILE
+
+
+def _one_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vitgan: error: "), err
+    return lines[0]
+
+
+def _edit(opts: dict, where: str, value) -> None:
+    keys = where.split(".")
+    target = opts
+    for k in keys[:-1]:
+        target = target[k]
+    target[keys[-1]] = value
+
+
+# ===================================================================== 2: a hand-edited options file
+# (key to set, the value, words of the one line)
+EDITS = [
+    ("train", [], ['"train": [] is a list, not an object of training options']),
+    ("model", None, ['"model": null is null, not an object of model options']),
+    ("preset", 3, ['"preset": 3 is a whole number, not a preset name']),
+    ("dataset", [], ['"dataset": [] is a list, not an object']),
+    ("resumes", {}, ['"resumes": {} is an object, not a list']),
+    ("resumes", [{"changed": {"lr": 0.5}}], ['"resumes"[0] is not a resume record']),
+    ("resumes", [{"changed": {"lr": [0.002, "fast"]}}], ['lr="fast" is a string, not a number']),
+    ("train.lr", "fast", ['lr="fast" is a string, not a number']),
+    ("train.lr", -1, ["lr must be > 0, got -1"]),
+    ("train.kimg", None, ["kimg=null is null, not a number"]),
+    ("train.hflip", "no", ['hflip="no" is a string, not true or false']),
+    ("train.compile", "false", ['compile="false" is a string, not true or false']),
+    ("train.deterministic", 1, ["deterministic=1 is a whole number, not true or false"]),
+    ("train.batch", 16.5, ["batch=16.5 is a number, not a whole number"]),
+    ("train.batch", "16", ['batch="16" is a string, not a whole number']),
+    ("train.seed", True, ["seed=true is true/false, not a whole number"]),
+    ("train.metrics", "fid", ['metrics="fid" is a string, not a list of strings']),
+    ("train.metrics", [1], ["metrics=[1] is a list, not a list of strings"]),
+    ("train.max_images", "all", ['max_images="all" is a string, not a whole number or null']),
+    ("train.precision", "fp8", ["precision='fp8' is not valid"]),
+    ("train.augment_p", 2, ["augment_p must be in [0, 1], got 2"]),
+    ("train.speed", "fast", ["unknown training option(s) speed"]),
+    ("model.resolution", "32", ['resolution="32" is a string, not a whole number']),
+    ("model.g_dim", None, ["g_dim=null is null, not a whole number"]),
+    ("model.g_dim", -16, ["g_dim must be a positive integer, got -16"]),
+    ("model.d_overlap", "yes", ['d_overlap="yes" is a string, not true or false']),
+    ("model.classes", "ab", ['classes="ab" is a string, not a list of strings']),
+    ("model.mapping_lr_mult", [0.01], ["mapping_lr_mult=[0.01] is a list, not a number"]),
+    ("model.wings", 2, ["unknown model config key(s) wings"]),
+]
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["resume", "dry-run"])
+@pytest.mark.parametrize("key,value,words", EDITS, ids=[f"{k}={json.dumps(v)}" for k, v, _ in EDITS])
+def test_edited_options_file_one_line_naming_file_key_value(trained_run, tmp_path, capsys, key, value, words, dry):
+    run = copy_run(trained_run[0], tmp_path / "R")
+    path = run / OPTIONS_FILE
+    opts = json.loads(path.read_text())
+    _edit(opts, key, value)
+    path.write_text(json.dumps(opts, indent=2))
+    before = tree(run)
+    rc, out, err = main(["train", "--resume", run, "--kimg", "0.048", *(["--dry-run"] if dry else [])], capsys)
+    assert rc == 1, (out, err)
+    line = _one_line(err)
+    assert f"{path}: " in line and "fix it in the file" in line, line
+    for w in words:
+        assert w in line, line
+    assert out == "" and tree(run) == before  # nothing written, nothing lost
+
+
+@pytest.mark.parametrize("text,words", [
+    ("[]", "is not a vitgan training options file"),
+    ('{"train": {}, "model": {}}', "is not a vitgan training options file"),
+    ('{"train": {"lr": 0.1', "cannot read"),
+    ("", "cannot read"),
+], ids=["list", "no-preset", "cut-off", "empty"])
+def test_unreadable_options_file_one_line(trained_run, tmp_path, capsys, text, words):
+    run = copy_run(trained_run[0], tmp_path / "R")
+    (run / OPTIONS_FILE).write_text(text)
+    before = tree(run)
+    rc, _, err = main(["train", "--resume", run, "--kimg", "0.048"], capsys)
+    assert rc == 1 and words in _one_line(err) and str(run / OPTIONS_FILE) in err
+    assert tree(run) == before
+
+
+def test_json_numbers_of_the_declared_kind_are_accepted(trained_run, tmp_path, capsys):
+    """A whole number where a float is declared is a number (stored as float); null where null is allowed."""
+    run = copy_run(trained_run[0], tmp_path / "R")
+    path = run / OPTIONS_FILE
+    opts = json.loads(path.read_text())
+    opts["train"].update(ema_kimg=500, lr_warmup_kimg=0, g_lr=None, max_images=None)
+    path.write_text(json.dumps(opts))
+    rc, out, err = main(["train", "--resume", run, "--dry-run"], capsys)
+    assert rc == 0, err
+    train = json.loads(out)["train"]
+    assert train["ema_kimg"] == 500.0 and isinstance(train["ema_kimg"], float) and train["g_lr"] is None
+
+
+# ===================================================================== 1: resume keeps its history
+def test_resume_appends_history_and_keeps_the_first_options(trained_run, tmp_path, capsys):
+    run = copy_run(trained_run[0], tmp_path / "R")
+    path = run / OPTIONS_FILE
+    first = json.loads(path.read_text())
+    assert "resumes" not in first
+
+    # a resume with nothing to do (already at 0.032 kimg) changes nothing
+    rc, out, _ = main(["train", "--resume", run, "--kimg", "0.016", "--set", "lr=0.5"], capsys)
+    assert rc == 0 and "nothing to do" in out
+    assert json.loads(path.read_text()) == first
+
+    assert main(["train", "--resume", run, "--kimg", "0.048", "--set", "lr=0.01", "--batch", "16"], capsys)[0] == 0
+    opts = json.loads(path.read_text())
+    assert {k: v for k, v in opts.items() if k != "resumes"} == first  # the first options, as they were
+    (entry,) = opts["resumes"]
+    assert entry["command"].endswith("--kimg 0.048 --set lr=0.01 --batch 16")
+    assert entry["at_kimg"] == 0.032 and entry["at_nimg"] == 32
+    assert entry["changed"] == {"kimg": [0.032, 0.048], "batch": [8, 16], "lr": [0.002, 0.01]}
+
+    # the next resume continues from the recorded changes (lr 0.01, batch 16), not the first options
+    rc, out, _ = main(["train", "--resume", run, "--kimg", "0.064", "--dry-run"], capsys)
+    assert rc == 0
+    train = json.loads(out)["train"]
+    assert (train["lr"], train["batch"], train["kimg"]) == (0.01, 16, 0.064)
+    assert main(["train", "--resume", run, "--kimg", "0.064", "--set", "lr=0.002"], capsys)[0] == 0
+    second = json.loads(path.read_text())["resumes"][1]
+    assert second["at_nimg"] == 48 and second["changed"] == {"kimg": [0.048, 0.064], "lr": [0.01, 0.002]}
+    # every image of the run: 0..32 by the first options, 32..48 and 48..64 by the two resumes
+    assert json.loads(path.read_text())["train"]["lr"] == 0.002 == first["train"]["lr"]
