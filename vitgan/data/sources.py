@@ -26,6 +26,7 @@ import zlib
 import numpy as np
 
 from vitgan.data.image import is_image_name
+from vitgan.data.labels import check_labels
 from vitgan.errors import UserError
 
 SPLITS = ("train", "test", "all")
@@ -290,12 +291,15 @@ class ArraySource(Source):
 
     kind = "array"
 
-    def __init__(self, path: str, name: str, array: np.ndarray, identity: dict, labels=None, classes=None):
+    def __init__(self, path: str, name: str, array: np.ndarray, identity: dict, labels=None, classes=None,
+                 label_where: str | None = None):
         super().__init__(path, name)
         self.array = array
         self._identity = identity
         self.names = [f"{name}[{i}]" for i in range(len(array))]
-        self.labels = None if labels is None else [int(v) for v in labels]
+        self.labels = None if labels is None else check_labels(
+            labels, label_where or path, classes=classes,
+            fix="fix them, or leave them out (a run without cond=true needs no labels)")
         self.classes = classes
 
     def identity(self) -> dict:
@@ -374,7 +378,8 @@ def open_npz(path: str, split: str) -> ArraySource:
     labels = None
     for k in ([key.replace("x", "y", 1)] if key.startswith("x") else []) + ["y", "labels", f"y_{split}"]:
         if k in arrays and arrays[k].ndim == 1 and len(arrays[k]) == len(a) and k != key:
-            labels = arrays[k]
+            labels, label_key = arrays[k], k
             break
     identity = {"kind": "npz", **file_identity(path), "key": key}
-    return ArraySource(path, _strip_suffix(os.path.basename(path)), a, identity, labels=labels)
+    return ArraySource(path, _strip_suffix(os.path.basename(path)), a, identity, labels=labels,
+                       label_where=f"{path}: array '{label_key}'" if labels is not None else None)
