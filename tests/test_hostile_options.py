@@ -141,3 +141,55 @@ def test_resume_appends_history_and_keeps_the_first_options(trained_run, tmp_pat
     assert second["at_nimg"] == 48 and second["changed"] == {"kimg": [0.048, 0.064], "lr": [0.01, 0.002]}
     # every image of the run: 0..32 by the first options, 32..48 and 48..64 by the two resumes
     assert json.loads(path.read_text())["train"]["lr"] == 0.002 == first["train"]["lr"]
+
+
+# ===================================================================== 5: options that fail late
+LATE = [  # (--set pairs, the shared words)
+    (["metrics_n=1"], "metrics_n=1: fid needs at least 2 images a side; raise metrics_n"),
+    (["metrics_n=0"], "metrics_n must be a positive integer, got 0"),
+    (["metrics=kid", "metrics_n=1"], "metrics_n=1: kid needs at least 2 images a side"),
+    (["metrics=pr", "metrics_n=3"], "metrics_n=3: pr needs at least 4 images a side"),
+    (["metrics=dc", "metrics_n=5"], "metrics_n=5: dc needs at least 6 images a side"),
+    (["metrics=fid,dc,pr", "metrics_n=4"], "metrics_n=4: dc needs at least 6 images a side"),
+]
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+@pytest.mark.parametrize("pairs,words", LATE, ids=["+".join(p) for p, _ in LATE])
+def test_metric_options_refused_at_resolve_time_new_and_resumed(trained_run, tmp_path, capsys, pairs, words, dry):
+    sets = [a for p in pairs for a in ("--set", p)]
+    out = tmp_path / "R"
+    dry_flag = ["--dry-run"] if dry else []
+    rc, _, err = main(["train", "--preset", "tiny", "--data", trained_run[1], "--kimg", "0.016", "--out", out,
+                       *small_args(metrics_kimg=0.016), *sets, *dry_flag], capsys)
+    assert rc == 2 and words in _one_line(err), err
+    assert not out.exists()
+    run = copy_run(trained_run[0], tmp_path / "old")
+    before = tree(run)
+    rc, _, err = main(["train", "--resume", run, "--kimg", "0.048", "--set", "metrics_kimg=0.016", *sets, *dry_flag],
+                      capsys)
+    assert rc == 2 and words in _one_line(err), err
+    assert tree(run) == before
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["-n", "1"], "--n 1: fid needs at least 2 images a side; raise --n"),
+    (["-n", "3", "--metrics", "pr"], "--n 3: pr needs at least 4 images a side; raise --n"),
+    (["-n", "5", "--metrics", "fid,dc"], "--n 5: dc needs at least 6 images a side; raise --n"),
+], ids=["fid", "pr", "dc"])
+def test_eval_refuses_n_in_the_same_words(trained_run, capsys, argv, words):
+    rc, out, err = main(["eval", trained_run[0], *argv], capsys)
+    assert rc == 2 and words in _one_line(err) and out == ""
+
+
+def test_too_few_real_images_for_a_training_metric_refused_before_training(tmp_path, capsys):
+    from test_train_helpers import make_images
+
+    data = make_images(tmp_path / "five", n=5)
+    out = tmp_path / "R"
+    rc, stdout, err = main(["train", "--preset", "tiny", "--data", data, "--kimg", "0.016", "--out", out,
+                            *small_args(metrics="dc", metrics_kimg=0.016, metrics_n=8)], capsys)
+    assert rc == 2, err
+    line = _one_line(err)
+    assert f"{data} has 5 images: dc needs at least 6 images a side; use more data or other metrics" in line
+    assert "tick" not in stdout and not out.exists()

@@ -78,7 +78,11 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
         extractor = None
         if cfg.metrics_kimg > 0 and cfg.metrics:  # a missing Inception network stops us now, not mid-run
             from vitgan.metrics.inception import load_inception
+            from vitgan.metrics.registry import check_n, needs_real
 
+            if needs_real(cfg.metrics):  # the real side is the data: too few images fail now, not at kimg N
+                check_n(needs_real(cfg.metrics), len(dataset), f"{cfg.data} has {len(dataset)} images",
+                        "use more data or other metrics")
             extractor = load_inception(None, d.device)
         t = Trainer(cfg, model_cfg, d, dataset, files)  # bad batch split / fp16 on CPU: before any write
         t.metrics_extractor = extractor

@@ -154,9 +154,9 @@ class TrainConfig:
         if self.max_images is not None and self.max_images <= 0:
             raise OptionError(f"max_images must be a positive integer or none, got {self.max_images}")
         if self.metrics:
-            from vitgan.metrics.registry import parse_metrics  # raises OptionError on unknown names
+            from vitgan.metrics.registry import check_n  # raises OptionError on unknown names too
 
-            parse_metrics(self.metrics)
+            check_n(self.metrics, self.metrics_n, f"metrics_n={self.metrics_n}", "raise metrics_n")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise OptionError(f"device={dev!r} is not valid; choose auto, cpu, cuda or cuda:N")
