@@ -1,13 +1,15 @@
 """Nothing lost, round 3 (issue 24): labels are checked where they are read, by one rule for
 every source (.npz ``y``, a dataset.json beside the images, CIFAR's pickled batches), whether or
 not the run is conditional, and a number of classes the labels cannot justify is refused
-before anything is built. Each row writes its own data set and runs `vitgan train` in-process.
+before anything is built; an image-named FIFO, socket or broken link in a folder is skipped with
+a warning (issue family 9). Each row writes its own data set and runs `vitgan train` in-process.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 
 import numpy as np
@@ -125,3 +127,51 @@ def test_dataset_json_listing_an_image_twice(tmp_path, capsys):
                        *small_args()], capsys)
     assert rc == 1 and "lists ./005.png twice, with labels 1 and 2; keep one entry per image" in err
     assert err.count("\n") == 1 and not (tmp_path / "R").exists()
+
+
+# ===================================================================== 9: special files in a data folder
+def _fifo(p):
+    os.mkfifo(p)
+
+
+def _broken_link(p):
+    os.symlink(p.parent / "gone.png", p)
+
+
+def _link_to_fifo(p):
+    os.mkfifo(p.parent / ".pipe")
+    os.symlink(p.parent / ".pipe", p)
+
+
+def _socket(p):
+    import socket
+
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(p))
+    s.close()
+
+
+@pytest.mark.parametrize("make", [_fifo, _broken_link, _link_to_fifo, _socket],
+                         ids=["fifo", "broken-link", "link-to-fifo", "socket"])
+def test_non_regular_files_are_skipped_with_a_warning(tmp_path, capsys, make):
+    import signal
+
+    from test_train_helpers import make_images
+
+    data = make_images(tmp_path / "imgs", n=8)
+    make(data / "zz-special.png")
+
+    def hung(*_):
+        raise AssertionError("reading the data hung (a FIFO was opened)")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        rc, out, err = main(["train", "--preset", "tiny", "--data", data, "--kimg", "0.016", "--out",
+                             tmp_path / "R", *small_args()], capsys)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert rc == 0, err
+    assert f"warning: skipped 1 non-regular file(s) in {data}" in out and "zz-special.png" in out
+    assert "(8 images)" in out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_train_helpers import copy_run, main, small_args, tree
+from test_train_helpers import assert_kept, copy_run, main, small_args, tree
 
 from vitgan.train.run_dir import OPTIONS_FILE
 
@@ -193,3 +193,127 @@ def test_too_few_real_images_for_a_training_metric_refused_before_training(tmp_p
     line = _one_line(err)
     assert f"{data} has 5 images: dc needs at least 6 images a side; use more data or other metrics" in line
     assert "tick" not in stdout and not out.exists()
+
+
+# ===================================================================== 1: never start over, never mix runs
+def _no_checkpoints(run):
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")
+
+
+def _empty_checkpoints(run):
+    for p in (run / "checkpoints").iterdir():
+        p.unlink()
+
+
+def _all_damaged(run):
+    for p in (run / "checkpoints").glob("*.pt"):
+        raw = bytearray(p.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        p.write_bytes(bytes(raw))
+
+
+def _set_aside(run):
+    for p in (run / "checkpoints").iterdir():
+        p.rename(p.with_name(p.name + ".damaged"))
+
+
+def _no_checkpoints_no_snapshots(run):
+    _no_checkpoints(run)
+    for p in run.glob("network-snapshot-*"):
+        p.unlink()
+
+
+GONE = [  # (id, how the checkpoints went, words)
+    ("checkpoints-deleted", _no_checkpoints, ["checkpoints/ holds none", "network-snapshot-000000032.safetensors"]),
+    ("checkpoints-emptied", _empty_checkpoints, ["checkpoints/ holds none", "network-snapshot-000000032"]),
+    ("all-damaged", _all_damaged, ["every checkpoint in it is damaged", "network-snapshot-000000032"]),
+    ("set-aside", _set_aside, ["were damaged and set aside", "network-snapshot-000000032"]),
+    ("no-snapshot-either", _no_checkpoints_no_snapshots, ["no snapshot was kept either", "another --out"]),
+]
+
+
+@pytest.mark.parametrize("break_it,words", [g[1:] for g in GONE], ids=[g[0] for g in GONE])
+def test_resume_without_a_checkpoint_refuses_to_start_over(trained_run, tmp_path, capsys, break_it, words):
+    run = copy_run(trained_run[0], tmp_path / "R")
+    break_it(run)
+    before = tree(run)
+    rc, out, err = main(["train", "--resume", run, "--kimg", "0.048"], capsys)
+    assert rc == 1, (out, err)
+    line = _one_line(err)
+    assert "has trained but has no complete checkpoint" in line and "starting over" in line
+    for w in words:
+        assert w in line, line
+    assert_kept(run, before)  # the stats, snapshots and set-aside files are as they were
+    if "network-snapshot" in words[-1]:
+        hint = line[line.index("`") + 1:line.rindex("`")]
+        assert hint == f"vitgan train --resume {run / 'network-snapshot-000000032.safetensors'}"
+
+
+def test_continue_from_the_newest_snapshot_when_no_checkpoint_is_left(trained_run, tmp_path, capsys):
+    run = copy_run(trained_run[0], tmp_path / "R")
+    snap = run / "network-snapshot-000000032.safetensors"
+    rc, _, err = main(["train", "--resume", snap, "--kimg", "0.048"], capsys)  # checkpoints are still there
+    assert rc == 1 and "still has checkpoints" in _one_line(err)
+    _no_checkpoints(run)
+    rc, out, err = main(["train", "--resume", snap, "--kimg", "0.048"], capsys)
+    assert rc == 0, err
+    assert "continuing from the snapshot" in out and "resumed from" in out and "kimg 0.032" in out
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in rows] == [0.016, 0.032, 0.048]  # continued, not restarted
+    entry = json.loads((run / OPTIONS_FILE).read_text())["resumes"][-1]
+    assert entry["from_snapshot"] == str(snap) and entry["at_nimg"] == 32
+    assert (run / "checkpoints" / "ckpt-000000000048.json").is_file()
+
+
+def test_a_run_that_never_trained_still_starts_from_the_beginning(trained_run, tmp_path, capsys):
+    """Only training_options.json and log.txt (killed during start-up): nothing to lose."""
+    run = tmp_path / "R"
+    run.mkdir()
+    (run / OPTIONS_FILE).write_bytes((trained_run[0] / OPTIONS_FILE).read_bytes())
+    rc, out, err = main(["train", "--resume", run, "--kimg", "0.016"], capsys)
+    assert rc == 0 and "starting from the beginning" in out, err
+
+
+@pytest.fixture(scope="module")
+def other_runs(trained_run, tmp_path_factory):
+    """Runs that are not trained_run: another model option of the same shapes, other images."""
+    from test_train_helpers import make_images
+
+    root = tmp_path_factory.mktemp("others")
+    other_data = make_images(root / "other_imgs", n=20)
+    runs = {}
+    for name, data, extra in (("model", trained_run[1], {"sln_init_std": 0.25}), ("data", other_data, {})):
+        runs[name] = root / name
+        assert main(["train", "--preset", "tiny", "--data", data, "--kimg", "0.032", "--out", runs[name],
+                     *small_args(**extra)]) == 0
+    return runs
+
+
+@pytest.mark.parametrize("which,words", [
+    ("model", ["written for other model options", "sln_init_std 0.25 vs 0.5"]),
+    ("data", ["trained on other data", "fingerprint"]),
+], ids=["other-model-options", "other-data"])
+@pytest.mark.parametrize("what", ["checkpoint", "snapshot"])
+def test_weights_copied_in_from_another_run_are_refused(trained_run, other_runs, tmp_path, capsys, which, words, what):
+    import shutil
+
+    run = copy_run(trained_run[0], tmp_path / "R")
+    if what == "checkpoint":
+        shutil.rmtree(run / "checkpoints")
+        shutil.copytree(other_runs[which] / "checkpoints", run / "checkpoints")
+        argv = ["train", "--resume", run, "--kimg", "0.048"]
+    else:
+        _no_checkpoints(run)
+        shutil.copy(other_runs[which] / "network-snapshot-000000032.safetensors",
+                    run / "network-snapshot-000000032-2.safetensors")
+        argv = ["train", "--resume", run / "network-snapshot-000000032-2.safetensors", "--kimg", "0.048"]
+    before = tree(run)
+    rc, _, err = main(argv, capsys)
+    assert rc == 1, err
+    line = _one_line(err)
+    assert "is not this run's" in line and "move it out of" in line, line
+    for w in words:
+        assert w in line, line
+    assert_kept(run, before)

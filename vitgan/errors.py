@@ -19,3 +19,15 @@ class OptionError(UserError):
 
     def __init__(self, message: str):
         super().__init__(message, exit_code=2)
+
+
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP) in any command: raised where the process is, so every ``finally`` /
+    ``except BaseException`` clean-up runs as for Ctrl-C (staging folders, temporary files); not an
+    Exception, so no ``except Exception`` turns it into another error. Exit code 128 + N."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(f"terminated ({signal.Signals(signum).name}); nothing half-written was kept")
+        self.exit_code = 128 + signum

@@ -35,7 +35,8 @@ def add_arguments(p) -> None:
     p.add_argument("--kimg", type=float, default=None, help="training length in thousands of real images")
     p.add_argument("--batch", type=int, default=None, help="global batch size (over all processes)")
     p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the run in DIR from its last complete checkpoint")
+                   help="continue the run in DIR from its last complete checkpoint (or DIR/network-snapshot-"
+                        "*.safetensors: from that snapshot's weights, when no checkpoint is left)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="override a training or model option (repeatable), e.g. --set lr=0.001")
     p.add_argument("--dry-run", action="store_true", help="print the resolved options as JSON and exit")
@@ -50,9 +51,11 @@ def resolve(args) -> tuple[dict, bool]:
 
     pairs = parse_set(args.set)  # --kimg / --batch are checked with the rest, by TrainConfig
     data = _abs_if_path(args.data)
-    saved = run_dir = None
+    saved = run_dir = snapshot = None
     if args.resume:
         run_dir = Path(args.resume)
+        if run_dir.suffix == ".safetensors" and run_dir.is_file():  # continue from a snapshot's weights
+            snapshot, run_dir = run_dir.resolve(), run_dir.resolve().parent
         saved = read_options(run_dir)
         refuse_if_locked(run_dir)  # a run is writing it now: say so before anything else
         if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
@@ -65,6 +68,10 @@ def resolve(args) -> tuple[dict, bool]:
                                                                     options["train"]["data"])
         check_new_run_dir(run_dir)
     options["run_dir"] = str(run_dir.resolve())
+    if snapshot is not None:
+        options["resume_from"] = str(snapshot)
+    if saved is not None and saved.get("dataset"):  # what the run trained on so far (weights from other data are refused)
+        options["dataset"] = saved["dataset"]
     return _stamp(options, getattr(args, "_argv", sys.argv[1:])), saved is not None
 
 

@@ -164,6 +164,7 @@ class FolderSource(Source):
     def __init__(self, path: str, split: str, name: str | None = None, filter_names=None):
         super().__init__(path, name or os.path.basename(os.path.normpath(path)))
         found, seen = [], set()
+        self.special: list[str] = []  # image-named entries that are not regular files: skipped, said
         for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
             real = os.path.realpath(dirpath)
             if real in seen:  # a symlink loop
@@ -175,7 +176,10 @@ class FolderSource(Source):
             for f in filenames:
                 name_ = f if rel == "." else f"{rel}/{f}"
                 if is_image_name(name_) and (filter_names is None or filter_names(name_)):
-                    found.append(name_)
+                    if _regular(os.path.join(dirpath, f)):
+                        found.append(name_)
+                    else:  # a FIFO would block the reader forever; a device or socket is no image
+                        self.special.append(name_)
         if not found:
             raise UserError(
                 f"{path}: no images found (looked for {', '.join(sorted(_EXT_SHOWN))} files, "
@@ -195,6 +199,16 @@ class FolderSource(Source):
 
     def read(self, i: int):
         return os.path.join(self.path, self.names[i])
+
+
+def _regular(path: str) -> bool:
+    """A regular file (through symlinks); False for FIFOs, devices, sockets and broken links."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 _EXT_SHOWN = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif")

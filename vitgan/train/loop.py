@@ -87,7 +87,8 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
         t = Trainer(cfg, model_cfg, d, dataset, files)  # bad batch split / fp16 on CPU: before any write
         t.metrics_extractor = extractor
         try:
-            manifest = state.choose_resume(d, run_dir, dataset, say) if resume else None
+            t.run_fingerprint = (options.get("dataset") or {}).get("fingerprint")  # what the run records
+            manifest = state.choose_resume(t, dataset, say, options.get("resume_from")) if resume else None
             if not resume:
                 fresh = on_main(d, lambda: claim_new_run_dir(run_dir, lock))
             options = dict(options, world_size=d.world_size, batch_gpu_resolved=t.micro,
@@ -171,7 +172,7 @@ def _run(t: Trainer, manifest: dict | None, resume: bool) -> int:
                   f"skipped; training on {len(t.ds)}")
     if resume and manifest is not None:
         state.load(t, manifest)
-        files.log(f"resumed from {t.last_ckpt} at kimg {t.nimg / 1000:.3f} (step {t.step})")
+        files.log(f"resumed from {t.last_ckpt or manifest.get('snapshot')} at kimg {t.nimg / 1000:.3f} (step {t.step})")
     elif resume:
         files.log(f"no complete checkpoint in {t.run_dir}; starting from the beginning")
     n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731

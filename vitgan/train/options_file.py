@@ -88,6 +88,8 @@ def record_resume(run_dir: str | os.PathLike, options: dict, at_nimg: int) -> No
                  "time": time.time(), "at_kimg": at_nimg / 1000, "at_nimg": at_nimg, "changed": changed}
         entry.update({k: options[k] for k in ("world_size", "batch_gpu_resolved", "accumulation_rounds")
                       if k in options and options[k] != before.get(k)})
+        if options.get("resume_from"):
+            entry["from_snapshot"] = options["resume_from"]
         if options.get("dataset") and options["dataset"] != before.get("dataset"):
             entry["dataset"] = options["dataset"]
         raw["resumes"] = [*raw.get("resumes", []), entry]
