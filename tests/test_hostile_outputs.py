@@ -113,3 +113,32 @@ def test_sigterm_cleans_up_like_ctrl_c(trained_run, tmp_path, capsys, monkeypatc
     assert "terminated (SIGTERM)" in _one_line(err)
     assert _files(tmp_path) == [], _files(tmp_path)  # no staging folder, temporary, half file or run folder
     assert getattr(signal.getsignal(signal.SIGTERM), "__name__", "") != "stop"  # the handler was put back
+
+
+# ===================================================================== 4 (part): any allocator's failure
+OOM = [  # what the allocator raised, the words
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: "
+                  "you tried to allocate 4000000000000 bytes. Error code 12 (Cannot allocate memory)"),
+     "out of host memory"),
+    (RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"), "out of device memory"),
+    (MemoryError(), "out of host memory"),
+]
+
+
+@pytest.mark.parametrize("error,words", OOM, ids=["cpu-allocator", "cuda", "memory-error"])
+@pytest.mark.parametrize("command", ["train", "info"])
+def test_out_of_memory_is_one_line_from_any_allocator(trained_run, tmp_path, capsys, monkeypatch, error, words,
+                                                      command):
+    def allocate(*_, **__):
+        raise error
+
+    if command == "train":
+        monkeypatch.setattr("vitgan.train.loop.Trainer", allocate)
+        argv = ["train", "--preset", "tiny", "--data", trained_run[1], "--kimg", "0.016", "--out", tmp_path / "R",
+                *small_args()]
+    else:
+        monkeypatch.setattr("vitgan.info.model_info", allocate)
+        argv, words = ["info", "--preset", "tiny"], "out of memory building this model"
+    rc, _, err = main(argv, capsys)
+    assert rc == 1 and words in _one_line(err), err
+    assert _files(tmp_path) == []  # a new run that failed before its first checkpoint left nothing

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from vitgan.config import parse_set, preset_names
-from vitgan.errors import OptionError, UserError
+from vitgan.errors import OptionError, UserError, one_line, out_of_memory
 
 
 def add_arguments(p) -> None:
@@ -112,11 +112,11 @@ def run(args) -> int:
     except OSError as err:  # anything not already named more precisely
         where = f" ({err.filename})" if err.filename else ""
         raise UserError(f"{err.strerror or err}{where}") from None
-    except MemoryError:
-        raise UserError("out of memory; lower the per-process batch with --set batch_gpu=N "
-                        "(gradient accumulation keeps the global batch)") from None
-    except RuntimeError as err:
-        if "out of memory" in str(err).lower():
-            raise UserError("out of device memory; lower the per-process batch with "
-                            "--set batch_gpu=N (gradient accumulation keeps the global batch)") from None
-        raise
+    except (MemoryError, RuntimeError) as err:
+        where = out_of_memory(err)  # CUDA's message, the CPU allocator's, or MemoryError
+        if where is None:
+            raise
+        raise UserError(f"out of {'device' if where == 'device' else 'host'} memory ({one_line(err, 160)}); "
+                        "lower the per-process batch with --set batch_gpu=N (gradient accumulation keeps "
+                        "the global batch), or the model's sizes") from None
+

@@ -27,7 +27,7 @@ import numpy as np
 
 from vitgan.data.image import is_image_name
 from vitgan.data.labels import check_labels
-from vitgan.errors import UserError
+from vitgan.errors import UserError, one_line
 
 SPLITS = ("train", "test", "all")
 _SPLIT_DIRS = {"train": ("train",), "test": ("test", "val", "valid", "validation")}
@@ -35,11 +35,6 @@ _ALL_SPLIT_DIRS = {d for dirs in _SPLIT_DIRS.values() for d in dirs}
 ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz")
 LAZY_ARCHIVE_LIMIT = 4 << 30  # bytes of a compressed tar's members held in memory when lazy
-
-
-def one_line(text) -> str:
-    """Collapse a message (which may quote an exception) onto one line."""
-    return " ".join(str(text).split())
 
 
 def file_identity(path: str) -> dict:
