@@ -128,7 +128,8 @@ def test_train_end_to_end_then_resume_and_sample(tmp_path, capsys):
     rows = stats(run)
     assert [r["kimg"] for r in rows] == [0.016, 0.032, 0.048, 0.064]
     assert "resumed from" in (run / "log.txt").read_text()
-    assert json.loads((run / "training_options.json").read_text())["train"]["kimg"] == 0.064
+    opts = json.loads((run / "training_options.json").read_text())  # the first options, and the resume
+    assert opts["train"]["kimg"] == 0.032 and opts["resumes"][-1]["changed"]["kimg"] == [0.032, 0.064]
     # nothing more to do at the same length
     assert main(["train", "--resume", run, "--kimg", "0.064"]) == 0
 

@@ -104,3 +104,28 @@ def assert_same_tensors(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs: max |diff| {(a[k].float() - b[k].float()).abs().max()}"
+
+
+def copy_run(run: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns(".vitgan.lock"))
+    return to
+
+
+def tree(folder: Path) -> dict:
+    """{relative path: bytes} of every file below ``folder`` (what a refused command must not change)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_kept(folder: Path, before: dict) -> None:
+    """Every file of ``before`` (``tree``) is as it was; log.txt may only have grown (a refused
+    resume logs why) and the lock file may have appeared."""
+    after = tree(folder)
+    log = "log.txt"
+    assert set(after) - set(before) <= {".vitgan.lock"}, set(after) - set(before)
+    for name, data in before.items():
+        if name == log:
+            assert after[name].startswith(data)
+        else:
+            assert after.get(name) == data, name

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
-from vitgan.errors import UserError
+from vitgan.errors import Terminated, UserError
 from vitgan.runtime import configure_openmp
 
 configure_openmp()  # before any command module imports torch (vitgan/runtime.py says why)
@@ -52,14 +53,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # what a run records as its command
+    old = _on_sigterm()
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
-    except UserError as err:
+    except (UserError, Terminated) as err:
         print(f"vitgan: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("vitgan: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _on_sigterm():
+    """SIGTERM cleans up as Ctrl-C does, in every command (``Terminated``; training's loop sets
+    its own handler, which saves a checkpoint first). Returns the handler it replaced."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise Terminated(signum)
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass, field
 
 from vitgan.errors import OptionError
+from vitgan.option_types import check_types
 
 # Ablation switches and their allowed values (paper sections 2, 3 and the ablation study).
 ABLATIONS: dict[str, tuple] = {
@@ -140,6 +141,7 @@ class ModelConfig:
 
     # ---------------------------------------------------------------- checks
     def validate(self) -> None:
+        check_types(self)
         check_finite(self)
         if not self.mapping_lr_mult > 0:
             raise OptionError(f"mapping_lr_mult must be > 0, got {self.mapping_lr_mult}")
@@ -404,4 +406,4 @@ def field_names(cls) -> list[str]:
 
 
 __all__ = ["ModelConfig", "ABLATIONS", "ARCHS", "LEGACY_DEFAULTS", "PRESETS", "get_preset", "model_config", "preset_names",
-           "apply_overrides", "parse_set", "coerce", "field_names", "check_finite"]
+           "apply_overrides", "parse_set", "coerce", "field_names", "check_finite", "check_types"]

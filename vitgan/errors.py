@@ -19,3 +19,34 @@ class OptionError(UserError):
 
     def __init__(self, message: str):
         super().__init__(message, exit_code=2)
+
+
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP) in any command: raised where the process is, so every ``finally`` /
+    ``except BaseException`` clean-up runs as for Ctrl-C (staging folders, temporary files); not an
+    Exception, so no ``except Exception`` turns it into another error. Exit code 128 + N."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(f"terminated ({signal.Signals(signum).name}); nothing half-written was kept")
+        self.exit_code = 128 + signum
+
+
+def out_of_memory(err: BaseException) -> str | None:
+    """"device" / "host" when ``err`` is an allocator's out-of-memory failure (CUDA's "out of
+    memory", the CPU allocator's "can't allocate memory", Python's MemoryError), else None."""
+    if isinstance(err, MemoryError):
+        return "host"
+    text = str(err).lower()
+    if isinstance(err, RuntimeError) and "out of memory" in text:
+        return "device"
+    if isinstance(err, RuntimeError) and ("can't allocate memory" in text or "defaultcpuallocator" in text):
+        return "host"
+    return None
+
+
+def one_line(text, limit: int | None = None) -> str:
+    """Collapse a message (which may quote an exception) onto one line, cut at ``limit`` characters."""
+    out = " ".join(str(text).split())
+    return out if limit is None or len(out) <= limit else out[:limit] + "..."

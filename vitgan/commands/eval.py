@@ -143,12 +143,11 @@ def _device(name: str | None):
 
 def run(args) -> int:
     from vitgan.distributed import init_distributed, shutdown
-    from vitgan.metrics.registry import evaluate, needs_real, parse_metrics
+    from vitgan.metrics.registry import check_n, evaluate, needs_real, parse_metrics
 
     names = parse_metrics(args.metrics)
     args.real = args.real or run_data(args.fake)
-    if args.n < 2:
-        raise OptionError(f"--n {args.n}: need at least 2 images")
+    check_n(names, args.n, f"--n {args.n}", "raise --n")
     if args.batch < 1:
         raise OptionError(f"--batch {args.batch}: must be at least 1")
     if not math.isfinite(args.truncation):

@@ -21,7 +21,15 @@ def run(args: argparse.Namespace) -> int:
 
     from vitgan.info import format_info, model_info
 
+    from vitgan.errors import UserError, one_line, out_of_memory
+
     torch.manual_seed(0)
-    info = model_info(cfg)
+    try:
+        info = model_info(cfg)
+    except (MemoryError, RuntimeError) as err:
+        if out_of_memory(err) is None:
+            raise
+        raise UserError(f"out of memory building this model ({one_line(err, 160)}); lower its sizes "
+                        "(g_dim, d_dim, z_dim, resolution, ...)") from None
     print(json.dumps(info) if args.json else format_info(info, args.preset))
     return 0

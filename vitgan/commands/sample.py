@@ -34,7 +34,7 @@ import math
 from pathlib import Path
 
 from vitgan.errors import OptionError, UserError
-from vitgan.files import atomic_write, temporary_name
+from vitgan.files import atomic_write
 
 
 GRID_MAX = 1024  # images in one grid file (held in memory whole); more go to a folder or .npz
@@ -143,10 +143,10 @@ def run(args) -> int:
     res = int(round(cfg.resolution * args.scale))
     if kind == "gif":
         frames = interpolation_frames(G, cfg, args, device)
-        with writing(out):
+        with writing(out), terminated_cleanly(out):  # the one atomic write: an old GIF stays whole
             out.parent.mkdir(parents=True, exist_ok=True)
-            frames[0].save(out, save_all=True, append_images=frames[1:], loop=0,
-                           duration=int(round(1000 / args.fps)), optimize=False)
+            atomic_write(out, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:],
+                                                       loop=0, duration=int(round(1000 / args.fps)), optimize=False))
         print(f"wrote {out}: {len(frames)} frames of {args.n} cell(s)")
         return 0
 
@@ -229,23 +229,15 @@ def grid_of(parts, cols: int | None):
 
 
 def write_folder(out: Path, batches, classes) -> None:
-    """One PNG per sample, each complete when it appears (written to a temporary name, renamed)."""
-    import os
-
+    """One PNG per sample, each complete when it appears (the one atomic write, vitgan.files)."""
     from vitgan.train.run_dir import uint8_grid
 
     out.mkdir(parents=True, exist_ok=True)
     for seeds, labels, imgs in batches:
         names = [""] * len(seeds) if labels is None else [f"-{classes[k]}" for k in labels.tolist()]
         for s, name, a in zip(seeds, names, imgs):
-            path = out / f"seed{s:06d}{name}.png"
-            tmp = temporary_name(path)
-            try:
-                uint8_grid(a[None], 1).save(tmp, format="PNG")
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            image = uint8_grid(a[None], 1)
+            atomic_write(out / f"seed{s:06d}{name}.png", lambda f: image.save(f, format="PNG"))
 
 
 def write_npz(f, batches, total: int, cfg, args, res: int) -> None:

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from vitgan.config import parse_set, preset_names
-from vitgan.errors import OptionError, UserError
+from vitgan.errors import OptionError, UserError, one_line, out_of_memory
 
 
 def add_arguments(p) -> None:
@@ -35,7 +35,8 @@ def add_arguments(p) -> None:
     p.add_argument("--kimg", type=float, default=None, help="training length in thousands of real images")
     p.add_argument("--batch", type=int, default=None, help="global batch size (over all processes)")
     p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the run in DIR from its last complete checkpoint")
+                   help="continue the run in DIR from its last complete checkpoint (or DIR/network-snapshot-"
+                        "*.safetensors: from that snapshot's weights, when no checkpoint is left)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="override a training or model option (repeatable), e.g. --set lr=0.001")
     p.add_argument("--dry-run", action="store_true", help="print the resolved options as JSON and exit")
@@ -45,13 +46,16 @@ def resolve(args) -> tuple[dict, bool]:
     """Return (options with run_dir, resume?) or raise OptionError / UserError; writes nothing."""
     from vitgan.train.options import resolve_options
     from vitgan.train.lock import refuse_if_locked
-    from vitgan.train.run_dir import check_new_run_dir, default_run_dir, read_options
+    from vitgan.train.options_file import read_options
+    from vitgan.train.run_dir import check_new_run_dir, default_run_dir
 
     pairs = parse_set(args.set)  # --kimg / --batch are checked with the rest, by TrainConfig
     data = _abs_if_path(args.data)
-    saved = run_dir = None
+    saved = run_dir = snapshot = None
     if args.resume:
         run_dir = Path(args.resume)
+        if run_dir.suffix == ".safetensors" and run_dir.is_file():  # continue from a snapshot's weights
+            snapshot, run_dir = run_dir.resolve(), run_dir.resolve().parent
         saved = read_options(run_dir)
         refuse_if_locked(run_dir)  # a run is writing it now: say so before anything else
         if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
@@ -64,7 +68,11 @@ def resolve(args) -> tuple[dict, bool]:
                                                                     options["train"]["data"])
         check_new_run_dir(run_dir)
     options["run_dir"] = str(run_dir.resolve())
-    return _stamp(options), saved is not None
+    if snapshot is not None:
+        options["resume_from"] = str(snapshot)
+    if saved is not None and saved.get("dataset"):  # what the run trained on so far (weights from other data are refused)
+        options["dataset"] = saved["dataset"]
+    return _stamp(options, getattr(args, "_argv", sys.argv[1:])), saved is not None
 
 
 def _abs_if_path(data: str | None) -> str | None:
@@ -80,11 +88,13 @@ def _world_size() -> int:
         raise UserError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
 
 
-def _stamp(options: dict) -> dict:
+def _stamp(options: dict, argv: list[str]) -> dict:
+    import shlex
+
     import vitgan
 
     options["vitgan_version"] = vitgan.__version__
-    options["command"] = " ".join(["vitgan"] + sys.argv[1:]) if sys.argv else "vitgan train"
+    options["command"] = shlex.join(["vitgan", *argv])
     return options
 
 
@@ -102,11 +112,11 @@ def run(args) -> int:
     except OSError as err:  # anything not already named more precisely
         where = f" ({err.filename})" if err.filename else ""
         raise UserError(f"{err.strerror or err}{where}") from None
-    except MemoryError:
-        raise UserError("out of memory; lower the per-process batch with --set batch_gpu=N "
-                        "(gradient accumulation keeps the global batch)") from None
-    except RuntimeError as err:
-        if "out of memory" in str(err).lower():
-            raise UserError("out of device memory; lower the per-process batch with "
-                            "--set batch_gpu=N (gradient accumulation keeps the global batch)") from None
-        raise
+    except (MemoryError, RuntimeError) as err:
+        where = out_of_memory(err)  # CUDA's message, the CPU allocator's, or MemoryError
+        if where is None:
+            raise
+        raise UserError(f"out of {'device' if where == 'device' else 'host'} memory ({one_line(err, 160)}); "
+                        "lower the per-process batch with --set batch_gpu=N (gradient accumulation keeps "
+                        "the global batch), or the model's sizes") from None
+

@@ -98,6 +98,11 @@ class ImageDataset(torch.utils.data.Dataset):
         self.skipped = 0
         self.images: torch.Tensor | None = None
         self._log = log or (lambda *_: None)
+        special = getattr(source, "special", [])
+        if special:
+            self._log(f"warning: skipped {len(special)} non-regular file(s) in {source.path} (a FIFO, device, "
+                      f"socket or broken link named like an image): {', '.join(special[:3])}"
+                      f"{', ...' if len(special) > 3 else ''}")
         n = len(source)
         if n == 0:
             raise UserError(f"{source.path}: no images found; point --data at a non-empty dataset")

@@ -26,7 +26,8 @@ import zlib
 import numpy as np
 
 from vitgan.data.image import is_image_name
-from vitgan.errors import UserError
+from vitgan.data.labels import check_labels
+from vitgan.errors import UserError, one_line
 
 SPLITS = ("train", "test", "all")
 _SPLIT_DIRS = {"train": ("train",), "test": ("test", "val", "valid", "validation")}
@@ -34,11 +35,6 @@ _ALL_SPLIT_DIRS = {d for dirs in _SPLIT_DIRS.values() for d in dirs}
 ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz")
 LAZY_ARCHIVE_LIMIT = 4 << 30  # bytes of a compressed tar's members held in memory when lazy
-
-
-def one_line(text) -> str:
-    """Collapse a message (which may quote an exception) onto one line."""
-    return " ".join(str(text).split())
 
 
 def file_identity(path: str) -> dict:
@@ -163,6 +159,7 @@ class FolderSource(Source):
     def __init__(self, path: str, split: str, name: str | None = None, filter_names=None):
         super().__init__(path, name or os.path.basename(os.path.normpath(path)))
         found, seen = [], set()
+        self.special: list[str] = []  # image-named entries that are not regular files: skipped, said
         for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
             real = os.path.realpath(dirpath)
             if real in seen:  # a symlink loop
@@ -174,7 +171,10 @@ class FolderSource(Source):
             for f in filenames:
                 name_ = f if rel == "." else f"{rel}/{f}"
                 if is_image_name(name_) and (filter_names is None or filter_names(name_)):
-                    found.append(name_)
+                    if _regular(os.path.join(dirpath, f)):
+                        found.append(name_)
+                    else:  # a FIFO would block the reader forever; a device or socket is no image
+                        self.special.append(name_)
         if not found:
             raise UserError(
                 f"{path}: no images found (looked for {', '.join(sorted(_EXT_SHOWN))} files, "
@@ -194,6 +194,16 @@ class FolderSource(Source):
 
     def read(self, i: int):
         return os.path.join(self.path, self.names[i])
+
+
+def _regular(path: str) -> bool:
+    """A regular file (through symlinks); False for FIFOs, devices, sockets and broken links."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 _EXT_SHOWN = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif")
@@ -290,12 +300,15 @@ class ArraySource(Source):
 
     kind = "array"
 
-    def __init__(self, path: str, name: str, array: np.ndarray, identity: dict, labels=None, classes=None):
+    def __init__(self, path: str, name: str, array: np.ndarray, identity: dict, labels=None, classes=None,
+                 label_where: str | None = None):
         super().__init__(path, name)
         self.array = array
         self._identity = identity
         self.names = [f"{name}[{i}]" for i in range(len(array))]
-        self.labels = None if labels is None else [int(v) for v in labels]
+        self.labels = None if labels is None else check_labels(
+            labels, label_where or path, classes=classes,
+            fix="fix them, or leave them out (a run without cond=true needs no labels)")
         self.classes = classes
 
     def identity(self) -> dict:
@@ -374,7 +387,8 @@ def open_npz(path: str, split: str) -> ArraySource:
     labels = None
     for k in ([key.replace("x", "y", 1)] if key.startswith("x") else []) + ["y", "labels", f"y_{split}"]:
         if k in arrays and arrays[k].ndim == 1 and len(arrays[k]) == len(a) and k != key:
-            labels = arrays[k]
+            labels, label_key = arrays[k], k
             break
     identity = {"kind": "npz", **file_identity(path), "key": key}
-    return ArraySource(path, _strip_suffix(os.path.basename(path)), a, identity, labels=labels)
+    return ArraySource(path, _strip_suffix(os.path.basename(path)), a, identity, labels=labels,
+                       label_where=f"{path}: array '{label_key}'" if labels is not None else None)

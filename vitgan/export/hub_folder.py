@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from vitgan.export.source import D_FOLDER, EXPORT_FILE, METRICS_FILE, Source
-from vitgan.files import atomic_write_text
+from vitgan.files import atomic_write, atomic_write_text
 from vitgan.train.run_dir import OPTIONS_FILE, grid_image, near_square
 
 SAMPLES_FILE = "samples.png"
@@ -96,7 +96,8 @@ def write_samples(G, cfg, path: Path, device="cpu") -> None:
     _, labels, _ = sample_plan(cfg, None, SAMPLE_SEEDS[0], len(SAMPLE_SEEDS))
     images = synthesize(G, latents(SAMPLE_SEEDS, cfg.z_dim), 1.0, 64, device, labels)
     cols, _ = near_square(len(SAMPLE_SEEDS))
-    grid_image(images, nrow=cols).save(path)
+    image = grid_image(images, nrow=cols)
+    atomic_write(path, lambda f: image.save(f, format="PNG"))
 
 
 def write_hub_folder(src: Source, folder: Path, *, what=("G",), device="cpu") -> list[Path]:

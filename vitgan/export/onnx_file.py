@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from vitgan.errors import UserError
+from vitgan.files import atomic_write
 from vitgan.layers.paths import reference_paths
 
 ONNX_FORMAT = "vitgan-onnx-v1"
@@ -91,7 +92,7 @@ def export_onnx(G: nn.Module, path: str | Path, *, opset: int = OPSET) -> Path:
     model = onnx.load(str(path))
     onnx.helper.set_model_props(model, {"vitgan_format": ONNX_FORMAT, "model_config": json.dumps(G.cfg.to_dict()),
                                         "inputs": ",".join(names), "outputs": ",".join(OUTPUTS)})
-    onnx.save(model, str(path))
+    atomic_write(path, lambda f: f.write(model.SerializeToString()))  # the exporter's file, replaced whole
     return path
 
 

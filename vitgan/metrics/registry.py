@@ -41,18 +41,19 @@ class Metric:
     needs_logits: bool
     help: str
     fn: Callable[..., dict]
+    min_n: int = 2          # images it needs a side (a covariance needs 2; k-NN metrics k + 1)
 
 
 METRICS: dict[str, Metric] = {}
 
 
 def register_metric(name: str, *, keys: tuple[str, ...], needs_real: bool = True,
-                    needs_logits: bool = False, help: str = ""):
+                    needs_logits: bool = False, help: str = "", min_n: int = 2):
     """Decorator: register ``fn(fake, real, *, seed) -> dict`` as metric ``name``."""
     def register(fn):
         if name in METRICS:
             raise ValueError(f"metric {name!r} is registered twice")
-        METRICS[name] = Metric(name, tuple(keys), needs_real, needs_logits, help, fn)
+        METRICS[name] = Metric(name, tuple(keys), needs_real, needs_logits, help, fn, min_n)
         return fn
     return register
 
@@ -90,7 +91,7 @@ def _knn_metric(name: str, keys: tuple[str, str], k: int, formula, help: str) ->
             raise OptionError(f"{name} uses each point's {k} nearest neighbours, so it needs more than {k} "
                               f"images a side (got {fake.n} fake, {real.n} real); raise --n")
         return dict(zip(keys, formula(fake.features, real.features, k=k)))
-    register_metric(name, keys=keys, help=help)(metric)
+    register_metric(name, keys=keys, help=help, min_n=k + 1)(metric)
 
 
 _knn_metric("pr", ("precision", "recall"), 3, manifold.precision_recall,
@@ -124,6 +125,15 @@ def parse_metrics(spec) -> tuple[str, ...]:
     if not out:
         raise OptionError(f"no metric given; choose from {', '.join(METRICS)}")
     return tuple(out)
+
+
+def check_n(metrics, n: int, what: str, fix: str) -> None:
+    """Refuse ``n`` images a side when a metric of ``metrics`` needs more: the one check (and the
+    one sentence) of `vitgan eval -n` and of training's metrics_n, made before any work."""
+    names = parse_metrics(metrics)
+    worst = max(names, key=lambda m: METRICS[m].min_n)
+    if n < METRICS[worst].min_n:
+        raise OptionError(f"{what}: {worst} needs at least {METRICS[worst].min_n} images a side; {fix}")
 
 
 def needs_real(metrics) -> tuple[str, ...]:

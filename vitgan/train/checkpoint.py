@@ -77,14 +77,15 @@ def weights_bytes(modules: dict[str, torch.nn.Module], model_cfg: ModelConfig, *
 
 def save_checkpoint(run_dir: str | os.PathLike, *, modules: dict[str, torch.nn.Module],
                     model_cfg: ModelConfig, state: dict, nimg: int, step: int,
-                    keep: int = 2, snapshot: bool = False) -> Path:
+                    keep: int = 2, snapshot: bool = False, data_fingerprint: str | None = None) -> Path:
     """Write one complete checkpoint (weights, state, manifest last); prune old ones.
 
     Returns the manifest path. Raises OSError (disk full, permission) with nothing half-visible.
     """
     paths = ckpt_paths(run_dir, nimg)
     paths["manifest"].parent.mkdir(parents=True, exist_ok=True)
-    wbytes = weights_bytes(modules, model_cfg, kimg=nimg / 1000, nimg=nimg, step=step)
+    wbytes = weights_bytes(modules, model_cfg, kimg=nimg / 1000, nimg=nimg, step=step,
+                           **({"data_fingerprint": data_fingerprint} if data_fingerprint else {}))
     buf = io.BytesIO()
     torch.save(state, buf)
     sbytes = buf.getvalue()

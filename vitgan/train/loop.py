@@ -32,6 +32,7 @@ from vitgan.train.options import TrainConfig
 from vitgan.train.report import Reporter, TickStats, fmt_time
 from vitgan.train.checkpoint import list_manifests
 from vitgan.train.lock import RunLock
+from vitgan.train.options_file import record_resume
 from vitgan.train.run_dir import OPTIONS_FILE, RunFiles, claim_new_run_dir, remove_created
 from vitgan.train.trainer import Trainer
 
@@ -77,12 +78,17 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
         extractor = None
         if cfg.metrics_kimg > 0 and cfg.metrics:  # a missing Inception network stops us now, not mid-run
             from vitgan.metrics.inception import load_inception
+            from vitgan.metrics.registry import check_n, needs_real
 
+            if needs_real(cfg.metrics):  # the real side is the data: too few images fail now, not at kimg N
+                check_n(needs_real(cfg.metrics), len(dataset), f"{cfg.data} has {len(dataset)} images",
+                        "use more data or other metrics")
             extractor = load_inception(None, d.device)
         t = Trainer(cfg, model_cfg, d, dataset, files)  # bad batch split / fp16 on CPU: before any write
         t.metrics_extractor = extractor
         try:
-            manifest = state.choose_resume(d, run_dir, dataset, say) if resume else None
+            t.run_fingerprint = (options.get("dataset") or {}).get("fingerprint")  # what the run records
+            manifest = state.choose_resume(t, dataset, say, options.get("resume_from")) if resume else None
             if not resume:
                 fresh = on_main(d, lambda: claim_new_run_dir(run_dir, lock))
             options = dict(options, world_size=d.world_size, batch_gpu_resolved=t.micro,
@@ -91,7 +97,11 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
                                   "fingerprint": getattr(dataset, "fingerprint", None)}
             if model_cfg.classes:
                 options["dataset"]["class_counts"] = t.class_counts
-            on_main(d, lambda: files.write_json(OPTIONS_FILE, options))
+            at = int(manifest["nimg"]) if manifest else 0
+            if not resume:
+                on_main(d, lambda: files.write_json(OPTIONS_FILE, options))
+            elif at < round(cfg.kimg * 1000):  # the first options stay; a resume that trains is appended
+                on_main(d, lambda: record_resume(run_dir, options, at))
             files.log(f"vitgan train: {options['preset']} preset, {cfg.data} ({len(dataset)} images), "
                       f"{model_cfg.resolution}x{model_cfg.resolution}, batch {cfg.batch} = "
                       f"{d.world_size} process(es) x {t.rounds} round(s) x {t.micro}, device {d.device}, "
@@ -162,7 +172,7 @@ def _run(t: Trainer, manifest: dict | None, resume: bool) -> int:
                   f"skipped; training on {len(t.ds)}")
     if resume and manifest is not None:
         state.load(t, manifest)
-        files.log(f"resumed from {t.last_ckpt} at kimg {t.nimg / 1000:.3f} (step {t.step})")
+        files.log(f"resumed from {t.last_ckpt or manifest.get('snapshot')} at kimg {t.nimg / 1000:.3f} (step {t.step})")
     elif resume:
         files.log(f"no complete checkpoint in {t.run_dir}; starting from the beginning")
     n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731

@@ -34,6 +34,7 @@ import sys
 from dataclasses import dataclass, field
 
 from vitgan.config import ModelConfig, apply_overrides, check_finite, field_names, get_preset
+from vitgan.option_types import check_types
 from vitgan.errors import OptionError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -106,6 +107,7 @@ class TrainConfig:
 
     # ---------------------------------------------------------------- checks
     def validate(self) -> None:
+        check_types(self)  # the declared types first ("lr": "fast" in an edited options file)
         check_finite(self)  # nan / inf in any number (--set lr=nan, --kimg inf): before the ranges
         if self.precision not in PRECISIONS:
             raise OptionError(f"precision={self.precision!r} is not valid; choose one of "
@@ -155,9 +157,9 @@ class TrainConfig:
         if self.max_images is not None and self.max_images <= 0:
             raise OptionError(f"max_images must be a positive integer or none, got {self.max_images}")
         if self.metrics:
-            from vitgan.metrics.registry import parse_metrics  # raises OptionError on unknown names
+            from vitgan.metrics.registry import check_n  # raises OptionError on unknown names too
 
-            parse_metrics(self.metrics)
+            check_n(self.metrics, self.metrics_n, f"metrics_n={self.metrics_n}", "raise metrics_n")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise OptionError(f"device={dev!r} is not valid; choose auto, cpu, cuda or cuda:N")

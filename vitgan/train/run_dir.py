@@ -133,21 +133,6 @@ def create_run_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def read_options(run_dir: str | os.PathLike) -> dict:
-    path = Path(run_dir) / OPTIONS_FILE
-    if not Path(run_dir).is_dir():
-        raise UserError(f"--resume {run_dir}: no such folder")
-    if not path.is_file():
-        raise UserError(f"--resume {run_dir}: not a run folder (no {OPTIONS_FILE})")
-    try:
-        opts = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {path}: {err}") from None
-    if not isinstance(opts, dict) or not {"train", "model", "preset"} <= set(opts):
-        raise UserError(f"{path} is not a vitgan training options file")
-    return opts
-
-
 class RunFiles:
     """The writes of one process into the run folder. On ranks other than 0 every method is a
     no-op, so the loop never asks "am I rank 0?" around a write."""
@@ -299,4 +284,4 @@ def near_square(n: int) -> tuple[int, int]:
 
 __all__ = ["OutputError", "writing", "uint8_grid", "default_run_dir", "check_new_run_dir", "create_run_dir",
            "claim_new_run_dir", "remove_created",
-           "read_options", "RunFiles", "grid_image", "near_square", "OPTIONS_FILE"]
+           "RunFiles", "grid_image", "near_square", "OPTIONS_FILE"]

@@ -94,12 +94,15 @@ def save(t, *, snapshot: bool = False) -> None:
     with writing(t.run_dir / ckpt.CKPT_DIR, hint):
         t.last_ckpt = ckpt.save_checkpoint(t.run_dir, modules=modules, model_cfg=t.model_cfg,
                                            state=state, nimg=t.nimg, step=t.step,
-                                           keep=t.cfg.keep_ckpt, snapshot=snapshot)
+                                           keep=t.cfg.keep_ckpt, snapshot=snapshot,
+                                           data_fingerprint=getattr(t.ds, "fingerprint", None))
 
 
 # ================================================================================ load
 def load(t, manifest: dict) -> None:
     """Restore everything from a verified checkpoint manifest (see checkpoint.verify)."""
+    if "snapshot" in manifest:
+        return _load_snapshot(t, Path(manifest["snapshot"]))
     base = Path(manifest["_dir"])
     weights, _ = ckpt.load_weights(base / manifest["files"]["weights"]["name"])
     state = ckpt.load_state(base / manifest["files"]["state"]["name"])
@@ -141,12 +144,64 @@ def load(t, manifest: dict) -> None:
     t.last_ckpt = base / f"{Path(manifest['files']['weights']['name']).stem}.json"
 
 
+def check_belongs(t, path: Path, meta: dict) -> None:
+    """Refuse weights written by another run (copied in): other model options, or other data
+    than the run records (``t.run_fingerprint``, when the weights carry a data fingerprint)."""
+    saved = ckpt.model_config_from(meta).to_dict()
+    ours = t.model_cfg.to_dict()
+    differ = [f"{k} {json.dumps(saved.get(k))} vs {json.dumps(ours.get(k))}" for k in ours if saved.get(k) != ours.get(k)]
+    if differ:
+        raise UserError(f"{path} is not this run's: it was written for other model options "
+                        f"({', '.join(differ[:3])}{', ...' if len(differ) > 3 else ''}, the file's vs the run's); "
+                        f"move it out of {t.run_dir} and resume from the run's own checkpoints")
+    theirs, run_fp = meta.get("data_fingerprint"), getattr(t, "run_fingerprint", None)
+    if theirs and run_fp and theirs != run_fp:
+        raise UserError(f"{path} is not this run's: it was trained on other data (fingerprint {theirs[:12]} "
+                        f"vs the run's {run_fp[:12]}); move it out of {t.run_dir} and resume from the "
+                        f"run's own checkpoints")
+
+
+def _load_snapshot(t, path: Path) -> None:
+    """Continue from a snapshot's weights only (``--resume RUN/network-snapshot-*.safetensors``):
+    fresh Adam moments, random streams and data order re-seeded at its image count."""
+    weights, meta = ckpt.load_weights(path)
+    for name, module in (("G", t.G), ("D", t.D), ("G_ema", t.ema.module)):
+        ckpt.load_module(module, weights.get(name, {}), f"this run's {name}", path)
+    t.nimg, t.step = int(meta.get("nimg", 0)), int(meta.get("step", 0))
+    for name, g in t.gens.items():
+        g.manual_seed(seed_for(t.cfg.seed, t.d.rank, name, t.step))
+    torch.manual_seed(seed_for(t.cfg.seed, t.d.rank, "torch", t.step))
+    t.seek_data(t.nimg // t.d.world_size // t.micro)
+    t.set_lr()
+    t.last_ckpt = None
+
+
 # ================================================================================ resume
-def choose_resume(d, run_dir: Path, dataset, say) -> dict | None:
+def choose_resume(t, dataset, say, snapshot: str | None = None) -> dict | None:
     """The checkpoint a resumed run continues from (rank 0 chooses, every rank gets it): the
-    newest that verifies; damaged newer ones are set aside. Warns when the dataset changed."""
+    newest that verifies; damaged newer ones are set aside. Warns when the dataset changed.
+    ``snapshot`` (``--resume`` named one): continue from its weights. A run that has trained
+    (snapshots, stats, damaged checkpoints) but has no checkpoint left is refused, naming its
+    newest snapshot and how to continue from it, never started over beside its history; weights
+    of another run are refused (``check_belongs``), all before anything is written."""
+    d, run_dir = t.d, t.run_dir
+
     def choose():
+        if snapshot is not None:
+            if ckpt.list_manifests(run_dir):  # its checkpoints are newer and exact: never mix two histories
+                raise UserError(f"{run_dir} still has checkpoints in {ckpt.CKPT_DIR}/; continue from them "
+                                f"with `vitgan train --resume {run_dir}` (a snapshot is for a run that has none left)")
+            say(f"note: continuing from the snapshot {snapshot} (weights only: the optimiser state "
+                f"starts afresh and the random streams are re-seeded)")
+            meta = ckpt.load_weights(snapshot)[1]
+            check_belongs(t, Path(snapshot), meta)
+            return {"snapshot": snapshot, "nimg": int(meta.get("nimg", 0))}
         m = ckpt.latest_valid(run_dir, log=say)
+        if m is None:
+            _refuse_start_over(run_dir)
+        else:
+            weights = Path(m["_dir"]) / m["files"]["weights"]["name"]
+            check_belongs(t, weights, ckpt.load_weights(weights)[1])
         with writing(run_dir / ckpt.CKPT_DIR):
             ckpt.quarantine_newer(run_dir, m, log=say)
         old = _read_json(run_dir / OPTIONS_FILE).get("dataset") or {}
@@ -157,6 +212,28 @@ def choose_resume(d, run_dir: Path, dataset, say) -> dict | None:
         return m
 
     return broadcast_object(d, on_main(d, choose))  # every rank loads what rank 0 chose
+
+
+def _refuse_start_over(run_dir: Path) -> None:
+    import shlex
+
+    from vitgan.train.snapshots import list_snapshots
+
+    snaps = list_snapshots(run_dir)
+    ckdir = run_dir / ckpt.CKPT_DIR
+    damaged = ckdir.is_dir() and any(p.name.endswith(".damaged") for p in ckdir.iterdir())
+    stats = run_dir / "stats.jsonl"
+    if not (snaps or damaged or (stats.is_file() and stats.stat().st_size)):
+        return  # nothing was trained and kept: starting from the beginning loses nothing
+    why = ("every checkpoint in it is damaged" if ckpt.list_manifests(run_dir) else
+           "its checkpoints were damaged and set aside" if damaged else f"{ckpt.CKPT_DIR}/ holds none")
+    if snaps:
+        how = (f"its newest snapshot is {snaps[-1].name}; continue from it with `vitgan train --resume "
+               f"{shlex.quote(str(snaps[-1]))}` (weights only), or start a new run with another --out")
+    else:
+        how = f"no snapshot was kept either; start a new run with another --out (or restore {ckpt.CKPT_DIR}/)"
+    raise UserError(f"{run_dir} has trained but has no complete checkpoint to resume from ({why}), "
+                    f"and starting over would mix a new run into its history; {how}")
 
 
 def latest(t) -> dict | None:
