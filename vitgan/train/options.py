@@ -12,18 +12,22 @@ intervals, so nothing depends on the batch size or on the number of processes.
 
 Recipe (``../shared/spec/vitgan-paper.md`` section 4): non-saturating logistic loss, DiffAugment
 (translation, colour, cutout, scaling, p = 0.8 each) on everything D sees, bCR (the paper's
-lambda_real = lambda_fake = 10; our default is 1, a measured deviation, below), no R1, no LeCam, Adam(beta1 = 0, beta2 = 0.99, lr = 0.002) for
+lambda_real = lambda_fake = 10; our default is 0.1, a measured deviation, below), no R1, no LeCam, Adam(beta1 = 0, beta2 = 0.99, lr = 0.002) for
 both players, batch 128, an EMA of G for samples and metrics. The EMA half-life (500 kimg with a
 ramp-up of 0.05, i.e. the half-life is at most 5% of the images seen so far) is stylegan2-ada's
 CIFAR setting; the paper does not state one.
 
-Deviation, bCR weight 1 instead of 10 (the weight of the authors' PyTorch port): a ViT-D with
+Deviation, bCR weight 0.1 instead of 10 (1 until 2026-12-04, the weight of the authors' PyTorch
+port; see below for 10): a ViT-D with
 learned absolute positions is not translation invariant at initialisation, so flipping or
 shifting an image by a few pixels changes its random logit about as much as showing another
 image does. At weight 10 the consistency penalty then removes D's output variance before D has
 learned anything: D's logits sit at a constant (loss 2 ln 2, logit std ~0.002) within 40 steps
 and never recover (measured in the learning benchmark, experiments/learn.py, bCR-10 row). At
-weight 1 D separates and bCR still acts (the same benchmark's bCR-0 row).
+weight 1 the tiny D separates only weakly (clean logit gap 0.43), and at width 128 (the `small`
+preset) its margin decays within 12 kimg (gap 1.5 -> 0.5, adversarial loss 1.12 -> 1.32; at bCR
+0.1: gap 2.9 -> 1.5, 1.04 -> 1.22; experiments/results/learn-small/diagnostics.md). bCR 0.1 keeps
+the regulariser at a weight that does not hold D near chance.
 """
 
 from __future__ import annotations
@@ -68,8 +72,8 @@ class TrainConfig:
     ema_kimg: float = 500.0          # half-life in kimg
     ema_rampup: float | None = 0.05  # half-life <= ema_rampup * kimg so far (None: off)
     # --- loss and regularisers ---
-    bcr_real: float = 1.0            # bCR lambda_real (paper: 10; see the module docstring)
-    bcr_fake: float = 1.0            # bCR lambda_fake (paper: 10)
+    bcr_real: float = 0.1            # bCR lambda_real (paper: 10; 1 before 2026-12-04: at widths 64 and
+    bcr_fake: float = 0.1            # 128 it holds D near chance, README "Does it train?"); lambda_fake
     r1_gamma: float = 0.0            # lazy R1 weight (0: off, as in the paper)
     r1_interval: int = 16            # R1 every N steps, scaled by N (lazy regularisation)
     lecam_weight: float = 0.0        # LeCam weight (0: off, as in the paper)
