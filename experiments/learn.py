@@ -102,8 +102,8 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
            "--out", str(run), "--kimg", str(kimg),
            "--set", f"tick_kimg={args.tick_kimg}", "--set", f"metrics_kimg={every}",
            "--set", f"metrics={args.metrics}", "--set", f"metrics_n={args.fid_n}",
-           "--set", f"image_kimg={kimg}", "--set", f"snap_kimg={kimg}",
-           "--set", f"ckpt_kimg={kimg}"] + [x for kv in sets for x in ("--set", kv)]
+           "--set", f"image_kimg={every}", "--set", f"snap_kimg={kimg}",
+           "--set", f"ckpt_kimg={every}"] + [x for kv in sets for x in ("--set", kv)]
     print("$", " ".join(cmd), flush=True)
     load0, t0 = uptime(), time.time()
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(args.threads)}
@@ -124,6 +124,9 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
     grids = sorted(run.glob("fakes*.png"))
     if grids:
         shutil.copy2(grids[-1], out / "fakes-final.png")
+    if points > 1:  # the grid at each metric point (fakes<nimg>.png; nimg 0 is the start)
+        for g in grids[1:-1]:
+            shutil.copy2(g, out / g.name)
     return {
         "row": name, "what": ROWS[name][0], "preset": preset, "set": sets, "exit": proc.returncode,
         "commit": args.commit, "date": time.strftime("%Y-%m-%d"),
