@@ -340,7 +340,7 @@ def test_lecam_off_by_default_and_no_state():
     real, z = _batch()
     s = loss.accumulate_gradients("Dmain", real, z)
     assert "loss/lecam" not in s and loss.state_dict() == {}
-    assert loss.r1_gamma == 0 and loss.bcr_real == 1.0 and loss.bcr_fake == 1.0
+    assert loss.r1_gamma == 0 and loss.bcr_real == 0.1 and loss.bcr_fake == 0.1  # TrainConfig's
 
 
 # ----------------------------------------------------------------------------- options, autocast

@@ -95,7 +95,7 @@ def _trainable(module: nn.Module) -> list[torch.Tensor]:
 
 
 class ViTGANLoss:
-    """``ViTGANLoss(G, D, augment=None, *, bcr_real=1.0, bcr_fake=1.0, r1_gamma=0.0,
+    """``ViTGANLoss(G, D, augment=None, *, bcr_real=0.1, bcr_fake=0.1, r1_gamma=0.0,
     r1_interval=16, lecam_weight=0.0, lecam_ema=0.99, autocast_dtype=None, device_type="cpu")``
 
     ``G(z) -> images`` (B, C, H, W) in ~[-1, 1]; ``D(images) -> logits`` (B,); either may be

@@ -223,8 +223,10 @@ def _refuse_start_over(run_dir: Path) -> None:
     ckdir = run_dir / ckpt.CKPT_DIR
     damaged = ckdir.is_dir() and any(p.name.endswith(".damaged") for p in ckdir.iterdir())
     stats = run_dir / "stats.jsonl"
-    if not (snaps or damaged or (stats.is_file() and stats.stat().st_size)):
-        return  # nothing was trained and kept: starting from the beginning loses nothing
+    if not (snaps or damaged or _passed_a_checkpoint(run_dir, stats)):
+        # nothing kept: never trained, or stopped (SIGKILL, power loss) before its first
+        # checkpoint could be written; starting from the beginning loses nothing (logged)
+        return
     why = ("every checkpoint in it is damaged" if ckpt.list_manifests(run_dir) else
            "its checkpoints were damaged and set aside" if damaged else f"{ckpt.CKPT_DIR}/ holds none")
     if snaps:
@@ -234,6 +236,26 @@ def _refuse_start_over(run_dir: Path) -> None:
         how = f"no snapshot was kept either; start a new run with another --out (or restore {ckpt.CKPT_DIR}/)"
     raise UserError(f"{run_dir} has trained but has no complete checkpoint to resume from ({why}), "
                     f"and starting over would mix a new run into its history; {how}")
+
+
+def _passed_a_checkpoint(run_dir: Path, stats: Path) -> bool:
+    """Whether the run ever wrote a checkpoint: its stats have a tick after the one that crossed
+    its first checkpoint point (ckpt_kimg, or the end of a shorter run; the checkpoint is written
+    at that tick, so a later tick means it was complete), or its log records one saved on a
+    signal. A run SIGKILLed before that has nothing to resume and starts again."""
+    if not (stats.is_file() and stats.stat().st_size):
+        return False
+    train = _read_json(run_dir / OPTIONS_FILE).get("train") or {}
+    first = min(float(train.get("ckpt_kimg") or 0) or float("inf"), float(train.get("kimg") or 0) or float("inf"))
+    past = 0  # ticks at or past the first checkpoint point: the tick after it means it was written
+    for line in stats.read_text(errors="replace").splitlines():
+        try:
+            past += float(json.loads(line).get("kimg", 0)) >= first - 1e-9
+        except (ValueError, AttributeError):
+            continue  # a line cut by a kill
+    log = run_dir / "log.txt"
+    saved = log.is_file() and ": saved " in log.read_text(errors="replace")
+    return past >= 2 or saved
 
 
 def latest(t) -> dict | None:
