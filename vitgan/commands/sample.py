@@ -1,7 +1,8 @@
 """`vitgan sample`: images from a checkpoint, run folder or export folder, always from the EMA generator.
 
     vitgan sample R --n 16 --out grid.png                  # a near-square grid (4 x 4 here)
-    vitgan sample R --n 16 --out samples/                  # one PNG per sample
+    vitgan sample R --n 16 --out samples/                  # one PNG per sample (+ samples.json)
+    vitgan sample R --n 16 --seed 16 --append --out samples/  # 16 more of the same checkpoint
     vitgan sample R -n 100000 --out samples.npz             # uint8 (N, H, W, C) under "images"
     vitgan sample R --n 4 --interp 30 --out walk.gif       # latent interpolation, 4 cells
 
@@ -9,8 +10,9 @@ Sample i uses the latent drawn from seed ``S + i``, so ``--seed 5 --n 1`` is sam
 ``--seed 0 --n 16``. ``--truncation T`` (or ``--trunc T``) moves w towards the average w
 (truncation trick). Images are generated ``--batch`` at a time and written as they come (a
 folder: one PNG each; .npz: streamed into the archive), so memory does not grow with ``--n``;
-a grid is held whole and so holds at most ``GRID_MAX`` images. Progress goes to stderr (a bar on
-a terminal, a plain line every few seconds elsewhere). Images are G's output clamped to [-1, 1]
+a grid is held whole and so holds at most ``GRID_MAX`` images. A folder holds one model's
+samples and its ``samples.json`` says whose (``--append`` adds more; ``sample_folder``).
+Progress goes to stderr (a bar on a terminal, a plain line every few seconds elsewhere). Images are G's output clamped to [-1, 1]
 and mapped to 0-255 (``vitgan.models.sampling.to_uint8_hwc``).
 With ``--interp STEPS`` each of the ``--n`` cells walks through ``--keyframes`` random latents
 and back to the first (a seamless loop), interpolating linearly in w space, ``STEPS`` frames

@@ -83,7 +83,8 @@ def check_folder(out: Path, append: bool) -> None:
         raise OptionError(f"--out {out} already holds {len(samples)} sample(s) but no {MANIFEST} saying which "
                           f"checkpoint made them; give a new folder")
     if not append:
-        raise OptionError(f"--out {out} already holds {len(samples)} sample(s) ({describe(sets[-1])}); add to "
+        what = f"{len(samples)} sample(s)" if samples else f"a {MANIFEST}"
+        raise OptionError(f"--out {out} already holds {what} ({describe(sets[-1])}); add to "
                           f"them with --append (same checkpoint and settings) or give a new folder")
 
 
