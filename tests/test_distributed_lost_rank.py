@@ -83,17 +83,19 @@ def test_a_hand_started_rank_without_a_rendezvous_address_is_one_line(tmp_path):
 LOST = [  # (error, world size, peers, words or None)
     (RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:58033"), 2,
      (("elsewhere", 1), ("elsewhere", 2)), "lost rank 1 (pid 2 on elsewhere) of 2: this rank 0 stops too"),
-    (RuntimeError("Connection reset by peer"), 3, (("a", 1), ("b", 2), ("c", 3)),
+    (dist.DistBackendError("Connection reset by peer"), 3, (("a", 1), ("b", 2), ("c", 3)),
      "lost a rank of 1, 2 (not on this host; see their logs) of 3"),
     (RuntimeError("[gloo] Read error [10.0.0.2]:4000: Connection reset by peer"), 2, (), "lost rank 1 of 2"),
     (RuntimeError("CUDA out of memory"), 2, (), None),       # not a lost peer
-    (ValueError("Connection closed by peer"), 2, (), None),  # not from a collective
-    (RuntimeError("Connection closed by peer"), 1, (), None),  # one process has no peers
+    (RuntimeError("DataLoader worker (pid 7) timed out after 60 seconds"), 2, (), None),  # not a collective
+    (ValueError("[gloo] Connection closed by peer"), 2, (), None),  # not a RuntimeError
+    (RuntimeError("[gloo] Connection closed by peer"), 1, (), None),  # one process has no peers
 ]
 
 
 @pytest.mark.parametrize("err,world,peers,words", LOST, ids=["two-ranks", "three-ranks", "no-peers-known",
-                                                             "other-error", "not-runtime", "one-process"])
+                                                             "other-error", "dataloader-timeout", "not-runtime",
+                                                             "one-process"])
 def test_lost_rank_names_the_rank_or_nothing(err, world, peers, words):
     from vitgan.distributed import Dist, lost_rank
 

@@ -256,7 +256,9 @@ def lost_rank(d: Dist, err: BaseException) -> str | None:
     """One line saying which rank was lost, when ``err`` is a collective failing because a peer
     died; None for anything else (or with one process)."""
     text = " ".join(str(err).split())
-    if not (d.enabled and isinstance(err, RuntimeError) and any(p in text.lower() for p in PEER_LOST)):
+    low = text.lower()
+    backend = type(err).__name__ == "DistBackendError" or "gloo" in low or "nccl" in low  # not a DataLoader's
+    if not (d.enabled and isinstance(err, RuntimeError) and backend and any(p in low for p in PEER_LOST)):
         return None
     import time
 
