@@ -90,7 +90,9 @@ def test_sample_one_class_and_one_row_per_class(run, tmp_path, capsys):
 
     assert np.array_equal(np.asarray(grid_image(cat, nrow=5)), rows[1])
     rc, _, _ = main(["sample", run, "--class", "cat", "--n", "2", "--out", tmp_path / "d/"], capsys)
-    assert rc == 0 and sorted(p.name for p in (tmp_path / "d").iterdir()) == ["seed000000-cat.png", "seed000001-cat.png"]
+    assert rc == 0 and sorted(p.name for p in (tmp_path / "d").glob("*.png")) == ["seed000000-cat.png",
+                                                                                 "seed000001-cat.png"]
+    assert json.loads((tmp_path / "d" / "samples.json").read_text())["sets"][0]["class"] == "cat"
 
 
 @pytest.mark.parametrize("extra,words", [

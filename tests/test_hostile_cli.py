@@ -121,7 +121,7 @@ cfg = model_config("tiny").replace(resolution=64, patch_size=8)
 class G(torch.nn.Module):
     def forward(self, z, truncation_psi=1.0, c=None):
         return torch.rand(z.shape[0], 3, 64, 64) * 2 - 1
-ck.load_generator = lambda path, device="cpu", log=print: (G(), cfg)
+ck.load_generator = lambda path, device="cpu", log=print, **_: (G(), cfg)
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
 assert main(["sample", "x", "-n", "256", "--out", sys.argv[1] + "/a.npz"]) == 0
 a = rss()
@@ -140,7 +140,7 @@ print("GROWTH_KIB", rss() - a, a)
 def test_sample_folder_writes_n_pngs(tiny, tmp_path, capsys):
     rc, out, _ = main(["sample", tiny[0], "-n", "5", "--batch", "2", "--out", f"{tmp_path}/d/"], capsys)
     assert rc == 0 and "wrote 5 images" in out
-    assert _files(tmp_path / "d") == [f"seed{i:06d}.png" for i in range(5)]
+    assert _files(tmp_path / "d") == ["samples.json", *(f"seed{i:06d}.png" for i in range(5))]
     assert all(Image.open(tmp_path / "d" / f"seed{i:06d}.png").size == (16, 16) for i in range(5))
 
 
@@ -199,8 +199,10 @@ def test_sample_sigterm_mid_write_keeps_nothing_half_written(tiny, tmp_path, out
     if out == "x.npz":
         assert left == []
     else:
-        pngs = list((tmp_path / "d").iterdir())
+        pngs = list((tmp_path / "d").glob("*.png"))
         assert pngs and all(np.array(Image.open(p)).shape == (16, 16, 3) for p in pngs)  # each complete
+        sets = json.loads((tmp_path / "d" / "samples.json").read_text())["sets"]
+        assert [s["complete"] for s in sets] == [False]  # the folder says its set was cut short
 
 
 def test_version():

@@ -58,7 +58,7 @@ def test_samples_come_from_g_ema_and_seeds_compose(run, tmp_path):
     path, G, G_ema = run
     assert main(["sample", path, "--n", "4", "--out", tmp_path / "d/"]) == 0
     files = sorted(p.name for p in (tmp_path / "d").iterdir())
-    assert files == [f"seed{i:06d}.png" for i in range(4)]
+    assert files == ["samples.json", *(f"seed{i:06d}.png" for i in range(4))]  # and which run made them
     one = torch.from_numpy(np.array(Image.open(tmp_path / "d" / "seed000002.png"))).long()
     assert one.shape == (32, 32, 3)
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from vitgan.errors import OptionError
-from vitgan.option_types import check_types
+from vitgan.option_types import apply_overrides, check_types, coerce, field_names, parse_set  # noqa: F401 (API)
 
 # Ablation switches and their allowed values (paper sections 2, 3 and the ablation study).
 ABLATIONS: dict[str, tuple] = {
@@ -347,10 +347,6 @@ def get_preset(name: str) -> dict:
 
 def model_config(name: str) -> ModelConfig:
     return get_preset(name)["model"]
-
-
-# --set parsing lives in vitgan/overrides.py (re-exported here: callers import it from config)
-from vitgan.overrides import apply_overrides, coerce, field_names, parse_set  # noqa: E402
 
 
 __all__ = ["ModelConfig", "ABLATIONS", "ARCHS", "LEGACY_DEFAULTS", "PRESETS", "get_preset", "model_config", "preset_names",

@@ -19,6 +19,10 @@ Nothing here draws random numbers or touches files.
   ``all_gather_object``, ``all_gather_rows`` (every rank's rows, in rank order),
   ``broadcast_object`` (rank 0's object to every rank); ``shard(n, d)`` is the contiguous slice
   of ``range(n)`` a rank handles.
+- ``lost_rank(d, err)``: when a collective fails because a peer died (gloo's "Connection closed
+  by peer", a reset, a timeout), one line naming the rank that was lost (each rank's host and pid
+  are exchanged at start-up; a peer on this host whose pid is gone or a zombie is the lost one;
+  with two ranks it is the other); None for any other error.
 - Rank-0 helpers: ``Dist.is_main`` (only rank 0 writes), ``on_main(d, fn)`` (run ``fn`` on rank
   0; a ``UserError`` it raises is raised on every rank, so all processes stop together with the
   same one-line message instead of the others hanging in the next collective).
@@ -30,6 +34,7 @@ import contextlib
 import dataclasses
 import inspect
 import os
+import socket
 
 import torch
 
@@ -37,7 +42,7 @@ from vitgan.errors import OptionError, UserError
 
 __all__ = ["Dist", "resolve_device", "init_distributed", "shutdown", "current", "wrap_ddp",
            "maybe_no_sync", "all_reduce_mean", "all_reduce_max", "all_gather_object", "all_gather_rows",
-           "broadcast_object", "on_main", "shard"]
+           "broadcast_object", "on_main", "shard", "lost_rank", "check_lost"]
 
 
 @dataclasses.dataclass
@@ -49,6 +54,7 @@ class Dist:
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
     joined: bool = False  # init_distributed joined the process group (so shutdown leaves it)
+    peers: tuple = ()     # (host, pid) of every rank, in rank order (init_distributed)
 
     @property
     def enabled(self) -> bool:
@@ -84,8 +90,15 @@ def init_distributed(device: str) -> Dist:
         torch.cuda.set_device(dev)
     joined = not dist.is_initialized()
     if joined:
+        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+        if missing:  # started by hand (a scheduler's RANK / WORLD_SIZE) without a rendezvous address
+            raise OptionError(f"RANK and WORLD_SIZE={world} are set but {' and '.join(missing)} "
+                              f"{'is' if len(missing) == 1 else 'are'} not; set MASTER_ADDR and MASTER_PORT "
+                              f"on every rank (torchrun does), or unset RANK for one process")
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return Dist(rank=rank, world_size=world, local_rank=local, device=dev, joined=joined)
+    d = Dist(rank=rank, world_size=world, local_rank=local, device=dev, joined=joined)
+    d.peers = tuple(all_gather_object(d, (socket.gethostname(), os.getpid())))
+    return d
 
 
 def shutdown(d: Dist) -> None:
@@ -215,3 +228,65 @@ def on_main(d: Dist, fn):
     if err is not None:
         raise UserError(err[0], exit_code=err[1])
     return out
+
+
+# ================================================================================ a lost peer
+PEER_LOST = ("connection closed by peer", "connection reset by peer", "broken pipe", "socket timeout",
+             "timed out", "connection refused", "read error", "write error", "no route to host")
+
+
+def _gone(pid: int) -> bool:
+    """True if process ``pid`` of this host has exited (no such process, or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
+
+
+def lost_rank(d: Dist, err: BaseException) -> str | None:
+    """One line saying which rank was lost, when ``err`` is a collective failing because a peer
+    died; None for anything else (or with one process)."""
+    text = " ".join(str(err).split())
+    low = text.lower()
+    backend = type(err).__name__ == "DistBackendError" or "gloo" in low or "nccl" in low  # not a DataLoader's
+    if not (d.enabled and isinstance(err, RuntimeError) and backend and any(p in low for p in PEER_LOST)):
+        return None
+    import time
+
+    host = socket.gethostname()
+    others = [r for r in range(d.world_size) if r != d.rank]
+    peers = dict(enumerate(d.peers))
+    here = [r for r in others if r in peers and peers[r][0] == host]
+    gone, until = [], time.monotonic() + 3  # a killed process closes its sockets before it is reaped
+    while here and not gone and time.monotonic() < until:
+        gone = [r for r in here if _gone(peers[r][1])]
+        if not gone:
+            time.sleep(0.05)
+    if gone:
+        who = ", ".join(f"rank {r} (pid {peers[r][1]} on this host, gone)" for r in gone)
+    elif len(others) == 1:
+        r = others[0]
+        where = f" (pid {peers[r][1]} on {peers[r][0]})" if r in peers else ""
+        who = f"rank {r}{where}"
+    else:
+        who = "a rank of " + ", ".join(f"{r}" for r in others) + " (not on this host; see their logs)"
+    cut = text if len(text) <= 120 else text[:120] + "..."
+    return f"lost {who} of {d.world_size}: this rank {d.rank} stops too ({cut})"
+
+
+def check_lost(d: Dist, err: BaseException, hint: str) -> None:
+    """Raise a UserError (``lost_rank``'s line and ``hint``) when ``err`` is a peer lost; return
+    otherwise (the caller re-raises). The group is then not left in order (it cannot be)."""
+    lost = lost_rank(d, err)
+    if lost is not None:
+        d.joined = False
+        raise UserError(f"{lost}; {hint}") from None

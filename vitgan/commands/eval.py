@@ -142,7 +142,7 @@ def _device(name: str | None):
 
 
 def run(args) -> int:
-    from vitgan.distributed import init_distributed, shutdown
+    from vitgan.distributed import check_lost, init_distributed, shutdown
     from vitgan.metrics.registry import check_n, evaluate, needs_real, parse_metrics
 
     names = parse_metrics(args.metrics)
@@ -208,6 +208,9 @@ def run(args) -> int:
         else:
             _print_human(report)
         return 0
+    except RuntimeError as err:  # a peer died: one line naming it
+        check_lost(d, err, "run vitgan eval again on every rank")
+        raise
     finally:
         shutdown(d)
 

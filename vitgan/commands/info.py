@@ -17,6 +17,9 @@ def run(args: argparse.Namespace) -> int:
     from vitgan.config import apply_overrides, get_preset, parse_set
 
     cfg = apply_overrides(get_preset(args.preset)["model"], parse_set(args.set), what="model option")
+    from vitgan.sizes import check_fits
+
+    check_fits(cfg, training=False)  # G and D built here, one image through each: refused if they cannot fit
     import torch
 
     from vitgan.info import format_info, model_info

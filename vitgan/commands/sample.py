@@ -1,7 +1,8 @@
 """`vitgan sample`: images from a checkpoint, run folder or export folder, always from the EMA generator.
 
     vitgan sample R --n 16 --out grid.png                  # a near-square grid (4 x 4 here)
-    vitgan sample R --n 16 --out samples/                  # one PNG per sample
+    vitgan sample R --n 16 --out samples/                  # one PNG per sample (+ samples.json)
+    vitgan sample R --n 16 --seed 16 --append --out samples/  # 16 more of the same checkpoint
     vitgan sample R -n 100000 --out samples.npz             # uint8 (N, H, W, C) under "images"
     vitgan sample R --n 4 --interp 30 --out walk.gif       # latent interpolation, 4 cells
 
@@ -9,8 +10,9 @@ Sample i uses the latent drawn from seed ``S + i``, so ``--seed 5 --n 1`` is sam
 ``--seed 0 --n 16``. ``--truncation T`` (or ``--trunc T``) moves w towards the average w
 (truncation trick). Images are generated ``--batch`` at a time and written as they come (a
 folder: one PNG each; .npz: streamed into the archive), so memory does not grow with ``--n``;
-a grid is held whole and so holds at most ``GRID_MAX`` images. Progress goes to stderr (a bar on
-a terminal, a plain line every few seconds elsewhere). Images are G's output clamped to [-1, 1]
+a grid is held whole and so holds at most ``GRID_MAX`` images. A folder holds one model's
+samples and its ``samples.json`` says whose (``--append`` adds more; ``sample_folder``).
+Progress goes to stderr (a bar on a terminal, a plain line every few seconds elsewhere). Images are G's output clamped to [-1, 1]
 and mapped to 0-255 (``vitgan.models.sampling.to_uint8_hwc``).
 With ``--interp STEPS`` each of the ``--n`` cells walks through ``--keyframes`` random latents
 and back to the first (a seamless loop), interpolating linearly in w space, ``STEPS`` frames
@@ -61,6 +63,9 @@ def add_arguments(p) -> None:
     p.add_argument("--scale", type=float, default=1.0, metavar="S",
                    help="render at S x the training resolution (ViT-G's INR head; S x patch size whole "
                         "pixels; default 1)")
+    p.add_argument("--append", action="store_true",
+                   help="--out DIR/: add to the samples already there (only the same checkpoint, truncation, "
+                        "scale and class; see DIR/samples.json)")
     p.add_argument("--class", dest="cls", default=None, metavar="NAME|INDEX|all",
                    help="class-conditional runs: the class to sample, or 'all' for one row per class")
 
@@ -112,11 +117,17 @@ def check_options(args) -> str:
     out = Path(args.out)
     if kind == "dir" and out.exists() and not out.is_dir():
         raise OptionError(f"--out {out} is a file; give a folder (DIR/) for one PNG per sample")
+    if getattr(args, "append", False) and kind != "dir":
+        raise OptionError(f"--append adds to a folder of samples (--out DIR/), not to {args.out}")
     for above in out.parents:  # the nearest one that exists must be a folder
         if above.exists():
             if not above.is_dir():
                 raise OptionError(f"--out's parent {above} is a file, not a folder; give a path in a folder")
             break
+    if kind == "dir":
+        from vitgan.commands.sample_folder import check_folder
+
+        check_folder(out, getattr(args, "append", False))  # other files, or samples without --append
     return kind
 
 
@@ -137,7 +148,8 @@ def run(args) -> int:
     from vitgan.train.run_dir import writing
 
     device = resolve_device(args.device)
-    G, cfg = load_generator(args.checkpoint, device=device, log=lambda m: print(m, flush=True))
+    origin: dict = {}
+    G, cfg = load_generator(args.checkpoint, device=device, log=lambda m: print(m, flush=True), origin=origin)
     check_render_scale(cfg, args.scale)  # the linear head / StyleGAN2 G refuse --scale != 1
     batch = max(1, int(args.batch // args.scale ** 2))
     res = int(round(cfg.resolution * args.scale))
@@ -152,6 +164,11 @@ def run(args) -> int:
 
     plan_slice(cfg, args.cls, args.seed, args.n, 0, 0)  # a bad --class stops here
     total = plan_size(cfg, args.cls, args.n)
+    if kind == "dir":  # which weights and seeds make this set; --append of another's is refused here
+        from vitgan.commands import sample_folder
+
+        record = sample_folder.new_set(args, origin["weights"], cfg, total)
+        sets = sample_folder.check_append(out, record)
     if kind == "grid" and total > GRID_MAX:
         raise OptionError(grid_too_big(total))
     bar = progress(total, "sample", unit="img")
@@ -165,7 +182,7 @@ def run(args) -> int:
     try:
         with writing(out), terminated_cleanly(out):
             if kind == "dir":
-                write_folder(out, batches(), cfg.classes)
+                write_folder(out, batches(), cfg.classes, sets, record)
             elif kind == "npz":
                 out.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(out, lambda f: write_npz(f, batches(), total, cfg, args, res))
@@ -228,16 +245,20 @@ def grid_of(parts, cols: int | None):
     return uint8_grid(x, cols or near_cols(len(x)))
 
 
-def write_folder(out: Path, batches, classes) -> None:
-    """One PNG per sample, each complete when it appears (the one atomic write, vitgan.files)."""
+def write_folder(out: Path, batches, classes, sets: list[dict], record: dict) -> None:
+    """One PNG per sample, each complete when it appears (the one atomic write, vitgan.files);
+    ``samples.json`` lists ``record`` (complete: false) before the first and is marked at the end."""
+    from vitgan.commands.sample_folder import write_manifest
     from vitgan.train.run_dir import uint8_grid
 
     out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, [*sets, record])
     for seeds, labels, imgs in batches:
         names = [""] * len(seeds) if labels is None else [f"-{classes[k]}" for k in labels.tolist()]
         for s, name, a in zip(seeds, names, imgs):
             image = uint8_grid(a[None], 1)
             atomic_write(out / f"seed{s:06d}{name}.png", lambda f: image.save(f, format="PNG"))
+    write_manifest(out, [*sets, {**record, "complete": True}])
 
 
 def write_npz(f, batches, total: int, cfg, args, res: int) -> None:

@@ -288,17 +288,22 @@ def load_module(module: torch.nn.Module, state_dict: dict, what: str, source=Non
     module.load_state_dict(state_dict, strict=True)
 
 
-def load_generator(path: str | os.PathLike, device="cpu", log=print):
+def load_generator(path: str | os.PathLike, device="cpu", log=print, origin: dict | None = None):
     """Return (G_ema in eval mode, ModelConfig) from a run folder (newest valid checkpoint), an
     export folder (``vitgan export``: config.json + model.safetensors, ``vitgan.models.hub``),
     a ``ckpt-*.json`` manifest, a ``.safetensors`` checkpoint or snapshot, or a weights-only
-    ``torch.save`` file holding {"model_config": dict, "G_ema": state_dict}."""
-    from vitgan.models.hub import is_hub_folder, load_pretrained
+    ``torch.save`` file holding {"model_config": dict, "G_ema": state_dict}. ``origin`` (a dict)
+    gets the weights file read under "weights"."""
+    from vitgan.models.hub import WEIGHTS_NAME, is_hub_folder, load_pretrained
 
     if is_hub_folder(path):  # `vitgan export` / save_pretrained: config.json + model.safetensors
         G = load_pretrained(path, role="generator", device=device)
+        if origin is not None:
+            origin["weights"] = Path(path) / WEIGHTS_NAME
         return G.requires_grad_(False), G.cfg
     wpath = resolve_weights_path(path, log=log)
+    if origin is not None:
+        origin["weights"] = wpath
     if wpath.suffix == ".safetensors":
         weights, metadata = load_weights(wpath)
         cfg = model_config_from(metadata)

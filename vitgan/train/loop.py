@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from vitgan.config import ModelConfig
-from vitgan.distributed import Dist, all_reduce_max, init_distributed, on_main, shutdown
+from vitgan.distributed import Dist, all_reduce_max, check_lost, init_distributed, on_main, shutdown
 from vitgan.errors import OptionError, UserError
 from vitgan.train import state
 from vitgan.train.options import TrainConfig
@@ -50,6 +50,11 @@ def training_loop(options: dict, *, resume: bool = False, console=None) -> int:
     d = init_distributed(cfg.device)
     try:
         return _train(options, cfg, model_cfg, d, resume, console)
+    except RuntimeError as err:  # a peer died: one line naming it, not gloo's traceback
+        again = (f"start every rank again with --resume {options['run_dir']} (its last checkpoint is kept)"
+                 if list_manifests(options["run_dir"]) else "start every rank again with the same command")
+        check_lost(d, err, again)
+        raise
     finally:
         shutdown(d)
 

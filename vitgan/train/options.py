@@ -248,16 +248,20 @@ def resolve_options(preset: str | None = None, *, saved: dict | None = None, dat
     if saved is None and model.classes and not cfg.cond:
         raise OptionError("classes is set from the data's labels by --set cond=true; do not set it by hand")
     micro, rounds = cfg.check_batch(world_size)
-    check_device(cfg)
+    device = check_device(cfg)
     cfg = resolve_precision(cfg)
+    from vitgan.sizes import check_fits  # before anything is built: one line, how much, what to lower
+
+    check_fits(model, micro=micro, grid=cfg.grid, half=cfg.precision in ("bf16", "fp16"), device=device)
     return {"preset": preset, "train": cfg.to_dict(), "model": model.to_dict(), "world_size": world_size,
             "batch_gpu_resolved": micro, "accumulation_rounds": rounds}
 
 
-def check_device(cfg: TrainConfig, local_rank: int | None = None) -> None:
+def check_device(cfg: TrainConfig, local_rank: int | None = None):
     """What this machine can run (resolve time, so ``--dry-run`` says it too): a CUDA device when
     one is named, fp16 only on CUDA (bf16 autocast runs on the CPU too), bf16 on a GPU that has
-    it. Raises OptionError. Not part of ``validate``: a saved run stays readable anywhere."""
+    it. Returns the torch.device; raises OptionError. Not part of ``validate``: a saved run stays
+    readable anywhere."""
     import os
 
     import torch
@@ -275,6 +279,7 @@ def check_device(cfg: TrainConfig, local_rank: int | None = None) -> None:
     if cfg.precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise OptionError(f"precision=bf16 is not supported on {torch.cuda.get_device_name(dev)}; "
                           f"use fp16 or fp32")
+    return dev
 
 
 def resolve_precision(cfg: TrainConfig, device=None) -> TrainConfig:
