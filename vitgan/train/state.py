@@ -247,12 +247,14 @@ def _passed_a_checkpoint(run_dir: Path, stats: Path) -> bool:
         return False
     train = _read_json(run_dir / OPTIONS_FILE).get("train") or {}
     first = min(float(train.get("ckpt_kimg") or 0) or float("inf"), float(train.get("kimg") or 0) or float("inf"))
-    past = 0  # ticks at or past the first checkpoint point: the tick after it means it was written
-    for line in stats.read_text(errors="replace").splitlines():
+    past, prev = 0, -1.0  # ticks at or past the first checkpoint point (since the last restart:
+    for line in stats.read_text(errors="replace").splitlines():  # kimg going back = a restart)
         try:
-            past += float(json.loads(line).get("kimg", 0)) >= first - 1e-9
+            kimg = float(json.loads(line).get("kimg", 0))
         except (ValueError, AttributeError):
             continue  # a line cut by a kill
+        past = (0 if kimg < prev else past) + (kimg >= first - 1e-9)
+        prev = kimg
     log = run_dir / "log.txt"
     saved = log.is_file() and ": saved " in log.read_text(errors="replace")
     return past >= 2 or saved
