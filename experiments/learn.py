@@ -66,7 +66,7 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "bcr0-seed1": ("no bCR, seed 1 (paired with seed1)", ["bcr_real=0", "bcr_fake=0", "seed=1"], 1, 0.5),
     "stylegan2-seed1": ("StyleGAN2 G + D (preset tiny-stylegan2), seed 1", ["preset=tiny-stylegan2", "seed=1"], 1, 0.5),
     # the small preset (issue 21): `--preset small --kimg 200 --points 0.125,0.25,0.5,1`, results in
-    # experiments/results/learn-small; 8 metric points = every 25 kimg at 200
+    # experiments/results/learn-small; 4 metric points = every 50 kimg at 200
     "small": ("small defaults (width 128, paper structure; bCR 0.1)", ["preset=small"], 4, 1),
     "small-bcr1": ("small, bCR 1 (the paper-size presets' weight)", ["preset=small", "bcr_real=1",
                                                                      "bcr_fake=1"], 2, 0.5),

@@ -141,13 +141,11 @@ def inception_score(logits, splits: int = 10) -> tuple[float, float]:
 def mean_pairwise_distance(features, *, n: int = 256, seed: int = 0) -> float:
     """Mean Euclidean distance over the pairs i < j of ``n`` rows (a seeded draw without
     replacement; all rows when there are fewer) of ``features`` (N, F)."""
+    from scipy.spatial.distance import pdist
+
     x = np.asarray(features, dtype=np.float64)
     if x.shape[0] > n:
         x = x[np.random.default_rng(seed).choice(x.shape[0], n, replace=False)]
-    m = x.shape[0]
-    if m < 2:
-        raise ValueError(f"mean pairwise distance needs at least 2 samples, got {m}")
-    sq = (x * x).sum(1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
-    iu = np.triu_indices(m, k=1)
-    return float(np.sqrt(d2[iu]).mean())
+    if x.shape[0] < 2:
+        raise ValueError(f"mean pairwise distance needs at least 2 samples, got {x.shape[0]}")
+    return float(pdist(x).mean())

@@ -25,8 +25,9 @@ image does. At weight 10 the consistency penalty then removes D's output varianc
 learned anything: D's logits sit at a constant (loss 2 ln 2, logit std ~0.002) within 40 steps
 and never recover (measured in the learning benchmark, experiments/learn.py, bCR-10 row). At
 weight 1 the tiny D separates only weakly (clean logit gap 0.43), and at width 128 (the `small`
-preset) its margin decays within 12 kimg (gap 1.5 -> 0.5, adversarial loss 1.12 -> 1.32; at bCR
-0.1: gap 2.9 -> 1.5, 1.04 -> 1.22; experiments/results/learn-small/diagnostics.md). bCR 0.1 keeps
+preset) its margin decays within 12 kimg (4-kimg windows 0-4 -> 8-12: gap 1.51 -> 0.51,
+adversarial loss 1.12 -> 1.31; at bCR 0.1: gap 2.92 -> 1.86, 1.04 -> 1.21;
+experiments/results/learn-small/diagnostics/README.md). bCR 0.1 keeps
 the regulariser at a weight that does not hold D near chance.
 """
 
