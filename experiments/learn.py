@@ -70,10 +70,12 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "small": ("small defaults (width 128, paper structure; bCR 0.1)", ["preset=small"], 4, 1),
     "small-bcr1": ("small, bCR 1 (the paper-size presets' weight)", ["preset=small", "bcr_real=1",
                                                                      "bcr_fake=1"], 2, 0.5),
-    "small-seed1": ("small defaults, seed 1", ["preset=small", "seed=1"], 8, 1),
+    "small-seed1": ("small defaults, seed 1", ["preset=small", "seed=1"], 4, 1),
     "small-stylegan2": ("StyleGAN2 G + D of small's cost (preset small-stylegan2)",
-                        ["preset=small-stylegan2"], 8, 1),
-    "small-hybrid": ("ViT-G small + StyleGAN2-D (preset small-hybrid)", ["preset=small-hybrid"], 8, 1),
+                        ["preset=small-stylegan2"], 4, 1),
+    "small-hybrid": ("ViT-G small + StyleGAN2-D (preset small-hybrid)", ["preset=small-hybrid"], 4, 1),
+    "small-lr0.001": ("small, lr 0.001 for G and D (the batch-32 sqrt scaling of the paper's 0.002 at 128)",
+                      ["preset=small", "lr=0.001"], 4, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
