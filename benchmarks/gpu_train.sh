@@ -47,9 +47,10 @@ cp "$RUN"/fakes*.png "$OUT/" 2>/dev/null
 log "10,000 EMA samples -> $OUT/fakes10k.npz"
 "$PY" - "$RUN" "$OUT/fakes10k.npz" "${DEVICE:-cuda}" <<'EOF'
 import sys, numpy as np, torch
-from vitgan.train.checkpoint import load_generator
+from vitgan.runs.source import open_run
 dev = sys.argv[3]
-G, cfg = load_generator(sys.argv[1], device=dev)
+src = open_run(sys.argv[1], device=dev, discriminator=False)
+G, cfg = src.G, src.cfg
 out = []
 with torch.no_grad():
     for i in range(0, 10000, 500):

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vitgan.inspect import draw  # noqa: E402
 from vitgan.models.sampling import latents, to_uint8_hwc  # noqa: E402
-from vitgan.train.checkpoint import load_generator  # noqa: E402
+from vitgan.runs.source import open_run  # noqa: E402
 
 
 def _pixels(x):
@@ -75,7 +75,8 @@ def main() -> int:
     ap.add_argument("--seeds", default="0-5", help="first-last seed of the figure's rows")
     ap.add_argument("--n-measure", type=int, default=64)
     args = ap.parse_args()
-    G, cfg = load_generator(args.run, device="cpu")
+    src = open_run(args.run, device="cpu", discriminator=False)
+    G, cfg = src.G, src.cfg
     first, last = (int(v) for v in args.seeds.split("-"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,11 +7,11 @@ import pickle
 
 import pytest
 import torch
-from test_train_helpers import SMALL_MODEL, main
+from test_train_helpers import SMALL_MODEL, load_G, main
 
 from vitgan.config import ModelConfig
 from vitgan.errors import UserError
-from vitgan.train import checkpoint as ckpt
+from vitgan.runs import checkpoint as ckpt
 
 
 def _models(seed=0):
@@ -38,12 +38,12 @@ def test_save_verify_load_and_prune(tmp_path):
     assert (run / "network-snapshot-000000016.safetensors").is_file()  # kept after pruning
     m = ckpt.latest_valid(run)
     assert m["nimg"] == 24 and m["step"] == 3
-    G, cfg = ckpt.load_generator(run)
+    G, cfg = load_G(run)
     assert cfg == ModelConfig(**SMALL_MODEL) and not G.training
     for k, v in mods["G_ema"].state_dict().items():
         assert torch.equal(G.state_dict()[k], v)
     # a snapshot file alone rebuilds the generator (config inside)
-    G2, _ = ckpt.load_generator(run / "network-snapshot-000000016.safetensors")
+    G2, _ = load_G(run / "network-snapshot-000000016.safetensors")
     z = torch.randn(2, cfg.z_dim)
     assert G2(z).shape == (2, 3, 16, 16)
 
@@ -69,11 +69,11 @@ def test_damaged_checkpoint_is_detected_and_previous_used(tmp_path, damage):
     m = ckpt.latest_valid(run, log=warnings.append)
     assert m["nimg"] == 8
     assert len(warnings) == 1 and "ckpt-000000000016.json is incomplete or damaged" in warnings[0]
-    G, _ = ckpt.load_generator(run, log=lambda *_: None)
+    G, _ = load_G(run, log=lambda *_: None)
     for k, v in old["G_ema"].state_dict().items():
         assert torch.equal(G.state_dict()[k], v)
     with pytest.raises(UserError, match="incomplete or damaged"):
-        ckpt.load_generator(paths["manifest"])
+        load_G(paths["manifest"])
 
 
 def test_truncated_safetensors_file_is_a_clear_error(tmp_path):
@@ -83,9 +83,9 @@ def test_truncated_safetensors_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(snap.read_bytes()[:1000])
     with pytest.raises(UserError, match="not a complete safetensors file"):
-        ckpt.load_generator(bad)
+        load_G(bad)
     with pytest.raises(UserError, match="no complete checkpoint"):
-        ckpt.load_generator(tmp_path / "R" / "checkpoints")
+        load_G(tmp_path / "R" / "checkpoints")
 
 
 class _CreatesAFile:

@@ -261,13 +261,15 @@ def test_unconditional_models_and_old_configs_are_unchanged():
 
 
 def test_conditional_checkpoint_rebuilds_with_its_class_names(tmp_path):
-    from vitgan.train.checkpoint import load_generator, save_checkpoint
+    from test_train_helpers import load_G
+
+    from vitgan.runs.checkpoint import save_checkpoint
 
     cfg = cond_cfg()
     G, D = build_generator(cfg), build_discriminator(cfg)
     G.w_avg.copy_(torch.randn(3, 16))
     save_checkpoint(tmp_path, modules={"G": G, "D": D, "G_ema": G}, model_cfg=cfg, state={}, nimg=8, step=1)
-    G2, cfg2 = load_generator(tmp_path, log=lambda *_: None)
+    G2, cfg2 = load_G(tmp_path)
     assert cfg2.classes == CLASSES and G2.cfg.classes == CLASSES
     z, c = torch.randn(3, 16), torch.tensor([0, 1, 2])
     assert torch.equal(G2(z, 0.5, c=c), G.eval()(z, 0.5, c=c))

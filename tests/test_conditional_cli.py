@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_train_helpers import main, make_images, small_args
+from test_train_helpers import load_G, main, make_images, small_args
 
-from vitgan.train.checkpoint import load_generator, load_weights, resolve_weights_path
+from vitgan.runs.checkpoint import load_weights, resolve_weights_path
 
 CLASSES = ["bird", "cat", "ship"]
 
@@ -40,7 +40,7 @@ def test_conditional_run_stores_its_classes(run):
     assert options["dataset"]["class_counts"] == [4, 6, 8]
     _, meta = load_weights(resolve_weights_path(run, log=lambda *_: None))
     assert json.loads(meta["model_config"])["classes"] == CLASSES      # in every checkpoint
-    G, cfg = load_generator(run, log=lambda *_: None)
+    G, cfg = load_G(run)
     assert cfg.classes == CLASSES and G.w_avg.shape == (3, cfg.w_dim)
     assert (G.w_avg.abs().sum(1) > 0).all()   # every class's mean w was tracked
 
@@ -82,11 +82,11 @@ def test_sample_one_class_and_one_row_per_class(run, tmp_path, capsys):
     # row k is class k, the same latents in every row: rows differ, and row 1 is the cat grid's seeds
     rows = [grid[16 * k:16 * (k + 1)] for k in range(3)]
     assert not np.array_equal(rows[0], rows[1]) and not np.array_equal(rows[1], rows[2])
-    G, _ = load_generator(run, log=lambda *_: None)
+    G, _ = load_G(run)
     from vitgan.commands.sample import latents, synthesize
 
     cat = synthesize(G, latents(range(5), G.cfg.z_dim), 1.0, 8, "cpu", torch.full((5,), 1))
-    from vitgan.train.run_dir import grid_image
+    from vitgan.grids import grid_image
 
     assert np.array_equal(np.asarray(grid_image(cat, nrow=5)), rows[1])
     rc, _, _ = main(["sample", run, "--class", "cat", "--n", "2", "--out", tmp_path / "d/"], capsys)
@@ -122,7 +122,7 @@ def test_unconditional_run_rejects_class_options(tmp_path, capsys, labelled):
     out = tmp_path / "U"
     assert main(["train", "--preset", "tiny", "--data", labelled, "--out", out, "--kimg", "0.016",
                  *small_args()]) == 0
-    G, cfg = load_generator(out, log=lambda *_: None)
+    G, cfg = load_G(out)
     assert cfg.classes == [] and G.w_avg.shape == (cfg.w_dim,)  # class folders, but cond is off
     rc, _, err = main(["sample", out, "--class", "cat", "--n", "2", "--out", tmp_path / "u.png"], capsys)
     assert rc == 2 and "not class-conditional" in err
@@ -165,7 +165,7 @@ from vitgan.config import ModelConfig
 from vitgan.distributed import init_distributed
 from vitgan.train.loop import condition_on_data, open_training_data
 from vitgan.train.options import TrainConfig, resolve_options
-from vitgan.train.run_dir import RunFiles
+from vitgan.runs.writer import RunFiles
 from vitgan.train.trainer import Trainer
 opts = resolve_options("tiny", data=sys.argv[1], overrides=dict(a.split("=", 1) for a in sys.argv[3:]), world_size=2)
 cfg, mcfg = TrainConfig.from_dict(opts["train"]), ModelConfig.from_dict(opts["model"])
@@ -217,15 +217,15 @@ def test_conditional_data_parallel_two_processes(labelled, tmp_path):
 def test_inspect_a_conditional_run(run, tmp_path, capsys):
     """vitgan inspect gives D each image's class (reals: their labels, fakes: class i mod K), and
     training wrote D's attention map with every grid (the fixed real image with its label)."""
-    from vitgan.export.source import load_source
     from vitgan.models.sampling import latents
+    from vitgan.runs.source import open_run
 
     assert sorted(p.name for p in run.glob("attention*.png")) == sorted(
         p.name.replace("fakes", "attention") for p in run.glob("fakes*.png"))
     rc, out, _ = main(["inspect", run, "--out", tmp_path / "look", "--real", "2", "--fake", "3"], capsys)
     assert rc == 0, out
     info = json.loads((tmp_path / "look" / "inspect.json").read_text())
-    src = load_source(run)
+    src = open_run(run)
     c = torch.tensor([0, 1, 2])
     with torch.no_grad():
         expect = src.D(src.G(latents([0, 1, 2], src.cfg.z_dim), c=c), c)

@@ -140,7 +140,7 @@ def test_eval_of_a_checkpoint_uses_the_ema_generator(tmp_path, monkeypatch, caps
 
 
 def test_eval_of_a_real_checkpoint_file(folders, tmp_path):
-    """A weights-only checkpoint of the tiny preset, through the trainer's load_generator."""
+    """A weights-only checkpoint of the tiny preset, through vitgan.runs.source.open_run."""
     from vitgan import model_config
     from vitgan.models.vit_generator import Generator
 

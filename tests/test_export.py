@@ -11,12 +11,12 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train_helpers import SMALL_MODEL, checkpoint_tensors, env, main, make_images, small_args
+from test_train_helpers import SMALL_MODEL, checkpoint_tensors, env, load_G, main, make_images, small_args
 
 import test_metrics_standins as standins
 from vitgan.config import ModelConfig
 from vitgan.errors import UserError
-from vitgan.train import checkpoint as ckpt
+from vitgan.runs import checkpoint as ckpt
 
 ONNX_TOLERANCE = 1e-4  # max |onnxruntime - PyTorch| over every pixel, images in [-1, 1]
 SMALL_SG2 = dict(sg2_channel_base=64, sg2_channel_max=16)
@@ -78,8 +78,8 @@ def test_sample_from_the_hub_folder_is_identical(trained, tmp_path):
     assert main(["sample", hub, "--n", "16", "--out", tmp_path / "hub.png"]) == 0
     assert (tmp_path / "run.png").read_bytes() == (tmp_path / "hub.png").read_bytes()
     assert (hub / "samples.png").read_bytes() == (tmp_path / "hub.png").read_bytes()
-    G_run, _ = ckpt.load_generator(run, log=lambda m: None)
-    G_hub, cfg = ckpt.load_generator(hub, log=lambda m: None)
+    G_run, _ = load_G(run, log=lambda m: None)
+    G_hub, cfg = load_G(hub, log=lambda m: None)
     z = torch.randn(5, cfg.z_dim)
     with torch.no_grad():
         assert torch.equal(G_run(z, truncation_psi=0.6), G_hub(z, truncation_psi=0.6))
@@ -95,7 +95,7 @@ def test_from_pretrained_works_offline(trained, monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", no_network)  # HF_HUB_OFFLINE unset here: the guard is this
     G = Generator.from_pretrained(hub)
-    G_run, cfg = ckpt.load_generator(run, log=lambda m: None)
+    G_run, cfg = load_G(run, log=lambda m: None)
     assert type(G) is Generator and not G.training and G.cfg == cfg
     z = torch.randn(3, cfg.z_dim)
     with torch.no_grad():
@@ -191,7 +191,7 @@ def test_onnx_reproduces_pytorch_in_onnxruntime(trained):
     import onnx
 
     run, hub = trained
-    G, cfg = ckpt.load_generator(run, log=lambda m: None)
+    G, cfg = load_G(run, log=lambda m: None)
     assert cfg.fused_attention  # the fused path (SDPA) is on: export swaps it for the reference math
     _check_onnx(hub / "model.onnx", G)
     props = {p.key: p.value for p in onnx.load(str(hub / "model.onnx")).metadata_props}
@@ -315,7 +315,7 @@ def test_export_of_a_conditional_run_hub_and_onnx(tmp_path):
     assert main(["export", run, "--out", hub, "--format", "hub,onnx"]) == 0
     assert main(["sample", run, "--n", "16", "--out", tmp_path / "run.png"]) == 0
     assert (hub / "samples.png").read_bytes() == (tmp_path / "run.png").read_bytes()
-    G, cfg = ckpt.load_generator(hub, log=lambda m: None)
+    G, cfg = load_G(hub, log=lambda m: None)
     assert cfg.classes == ["cat", "ship"]
     session = onnx_session(hub / "model.onnx")
     assert [i.name for i in session.get_inputs()] == ["z", "truncation_psi", "class_labels"]

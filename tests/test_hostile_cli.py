@@ -114,14 +114,14 @@ def test_sample_memory_does_not_grow_with_n(tmp_path):
     few MiB of allocator noise (measured 0-16)."""
     script = f"""
 import resource, sys, torch
-import vitgan.train.checkpoint as ck
+import vitgan.runs.source as source
 from vitgan import model_config
 from vitgan.cli import main
 cfg = model_config("tiny").replace(resolution=64, patch_size=8)
 class G(torch.nn.Module):
     def forward(self, z, truncation_psi=1.0, c=None):
         return torch.rand(z.shape[0], 3, 64, 64) * 2 - 1
-ck.load_generator = lambda path, device="cpu", log=print, **_: (G(), cfg)
+source.open_run = lambda path, device="cpu", **_: source.Source(G(), None, cfg, None, dict(), dict())
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
 assert main(["sample", "x", "-n", "256", "--out", sys.argv[1] + "/a.npz"]) == 0
 a = rss()

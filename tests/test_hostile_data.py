@@ -155,7 +155,7 @@ def test_intact_archive_loads_every_image_and_reals_mix_classes(tmp_path, capsys
 
 
 def test_reals_indices_are_a_seeded_random_draw():
-    from vitgan.train.trainer import reals_indices
+    from vitgan.train.state import reals_indices
 
     first = reals_indices(200, 64, seed=0)
     assert first == reals_indices(200, 64, seed=0)  # deterministic for a seed

@@ -12,7 +12,7 @@ import json
 import pytest
 from test_train_helpers import assert_kept, copy_run, main, small_args, tree
 
-from vitgan.train.run_dir import OPTIONS_FILE
+from vitgan.runs.layout import OPTIONS_FILE
 
 
 def _one_line(err: str) -> str:

@@ -20,8 +20,8 @@ import torch
 from test_train_helpers import SMALL_MODEL, main, make_images, popen, small_args, stats
 
 from vitgan.files import is_temporary
-from vitgan.train import checkpoint as ckpt
-from vitgan.train.lock import LOCK_NAME
+from vitgan.runs import checkpoint as ckpt
+from vitgan.runs.lock import LOCK_NAME
 
 
 def _one_line(err: str) -> None:

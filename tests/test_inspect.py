@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from test_train_helpers import main, make_images, small_args
 
-from vitgan.export.source import load_source
+from vitgan.runs.source import open_run
 from vitgan.inspect import draw, maps
 from vitgan.models.sampling import latents
 
@@ -55,7 +55,7 @@ def _one_line_error(rc, err, code):
 def test_d_maps_are_the_blocks_reference_attention(trained):
     """d_maps (hooks on one ordinary forward) == each block's probabilities on its own LN'd input,
     the blocks run by hand; rows are distributions."""
-    D = load_source(trained[1]).D
+    D = open_run(trained[1]).D
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     got = maps.d_maps(D, x)
     h = D.patch_embedding(x)
@@ -81,7 +81,7 @@ def test_rollout_formula():
 
 
 def test_saliency_is_the_input_gradient(trained):
-    D = load_source(trained[1]).D
+    D = open_run(trained[1]).D
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     sal, norms, logits = maps.saliency(D, x)
     xg = x.clone().requires_grad_(True)
@@ -129,7 +129,7 @@ def test_inspect_a_run_folder(trained, look):
     assert "d_qk_gain" in page and "diag/attn_entropy_min" in page  # options and diagnostics
     info = json.loads((look / "inspect.json").read_text())
     assert info["images"][3:] == ["seed 5", "seed 6"] and len(info["images"]) == 5
-    src = load_source(run)
+    src = open_run(run)
     with torch.no_grad():
         fakes = src.G(latents([5, 6], src.cfg.z_dim))
         np.testing.assert_allclose(info["d_logit"][3:], src.D(fakes).numpy(), atol=1e-4)
@@ -157,7 +157,7 @@ def test_inspect_a_hybrid_with_stylegan2_d(tmp_path, capsys):
 
     from vitgan.config import ModelConfig
     from vitgan.models import build_discriminator, build_generator
-    from vitgan.train import checkpoint as ckpt
+    from vitgan.runs import checkpoint as ckpt
 
     cfg = ModelConfig(**SMALL_MODEL, d_arch="stylegan2", sg2_channel_base=64, sg2_channel_max=16)
     G, D = build_generator(cfg), build_discriminator(cfg)

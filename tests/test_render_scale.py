@@ -18,7 +18,7 @@ from vitgan.config import get_preset
 from vitgan.errors import OptionError
 from vitgan.layers.inr import render_coords
 from vitgan.models import build_discriminator, build_generator
-from vitgan.train import checkpoint as ckpt
+from vitgan.runs import checkpoint as ckpt
 
 # Mean |avg_pool(s x render, s) - 1x image| over pixels, images in [-1, 1] (not clamped). Measured
 # 2026-12-04: this test's untrained tiny G (seed 0, 8 latents): 0.026 at 2x (max 0.30), 0.030 at 4x,

@@ -13,7 +13,7 @@ import torch
 from test_train_helpers import (assert_same_tensors, checkpoint_tensors, main, make_images, popen,
                                 small_args, stats)
 
-from vitgan.train import checkpoint as ckpt
+from vitgan.runs import checkpoint as ckpt
 
 
 def _wait_for_ticks(proc, run, n, timeout=120):

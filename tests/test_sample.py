@@ -9,7 +9,7 @@ from PIL import Image
 from test_train_helpers import main
 
 from vitgan.config import get_preset
-from vitgan.train import checkpoint as ckpt
+from vitgan.runs import checkpoint as ckpt
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from test_train_helpers import SMALL_MODEL, main, make_images, small_args, stats
+from test_train_helpers import SMALL_MODEL, load_G, main, make_images, small_args, stats
 
 from vitgan import PRESETS, ModelConfig
 from vitgan.errors import OptionError
@@ -166,7 +166,7 @@ def test_stylegan2_generator_noise_modes():
 
 @pytest.mark.parametrize("g_arch,d_arch", [("stylegan2", "stylegan2"), ("stylegan2", "vit")])
 def test_rebuild_from_checkpoint_gives_the_same_outputs(tmp_path, g_arch, d_arch):
-    from vitgan.train import checkpoint as ckpt
+    from vitgan.runs import checkpoint as ckpt
 
     cfg = small_cfg(g_arch, d_arch)
     G, D = build_generator(cfg), build_discriminator(cfg)
@@ -176,7 +176,7 @@ def test_rebuild_from_checkpoint_gives_the_same_outputs(tmp_path, g_arch, d_arch
             p.add_(0.01 * torch.randn_like(p))
     ckpt.save_checkpoint(tmp_path, modules={"G": G, "D": D, "G_ema": G}, model_cfg=cfg,
                          state={"format": "x"}, nimg=8, step=1, keep=2)
-    G2, cfg2 = ckpt.load_generator(tmp_path)
+    G2, cfg2 = load_G(tmp_path)
     assert cfg2 == cfg and type(G2) is type(G)
     z = torch.randn(3, cfg.z_dim)
     G.eval()

@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent("""
     from vitgan.distributed import init_distributed
     from vitgan.train.loop import open_training_data
     from vitgan.train.options import TrainConfig, resolve_options
-    from vitgan.train.run_dir import RunFiles
+    from vitgan.runs.writer import RunFiles
     from vitgan.train.trainer import Trainer
     opts = resolve_options("tiny", data=sys.argv[1], overrides=dict(a.split("=", 1) for a in sys.argv[3:]), world_size=2)
     cfg, mcfg = TrainConfig.from_dict(opts["train"]), ModelConfig.from_dict(opts["model"])
@@ -256,3 +256,71 @@ def test_vitgan_eval_under_torchrun_matches_one_process(tmp_path):
     one = json.loads(one.stdout)
     assert two["n"] == one["n"] == 6 and abs(two["fid"] - one["fid"]) < 1e-6
     assert abs(two["kid_mean"] - one["kid_mean"]) < 1e-9
+
+
+# ---------------------------------------------------------------------------- replicas agree
+PERTURB = textwrap.dedent("""
+    import sys, torch
+    from vitgan.cli import main
+    from vitgan.train.trainer import Trainer
+
+    step = Trainer.train_step
+
+    def train_step(self):  # after the first step, rank 1 alone nudges one of D's weights
+        step(self)
+        if self.d.rank == 1 and self.step == 1:
+            with torch.no_grad():
+                next(self.D.parameters()).view(-1)[0] += 1e-3
+
+    Trainer.train_step = train_step
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_ranks_whose_weights_drift_apart_stop_at_the_snapshot(tmp_path):
+    """A real 2-process gloo run of `vitgan train` in which rank 1 changes one of D's weights by
+    1e-3 after its first step: DDP keeps averaging the gradients, so nothing else would notice;
+    at the first snapshot (0.032 kimg) every rank stops with the same line naming rank 1's D (the
+    first to exit ends the other, so one or two copies of it), no snapshot is written and the
+    checkpoint before it is kept."""
+    data = make_images(tmp_path / "imgs")
+    script = tmp_path / "perturb.py"
+    script.write_text(PERTURB)
+    run = tmp_path / "R"
+    proc = torchrun(script, "train", "--preset", "tiny", "--data", data, "--kimg", "0.048", "--out", run,
+                    *small_args(**EXTRA, snap_kimg=0.032))
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("vitgan: error: ")]
+    assert lines and all(ln == lines[0] for ln in lines), proc.stderr[-3000:]
+    assert "the ranks' weights differ at kimg 0.032: rank 1's D not rank 0's" in lines[0]
+    assert "rank 1's G" not in lines[0]  # G's averaged gradients keep it equal on every rank
+    assert "ckpt-000000000016.json" in lines[0] and "--resume" in lines[0]
+    # no traceback of ours; torchrun's launcher prints its own when a rank exits 1
+    assert proc.stderr.count("Traceback") == proc.stderr.count("errors.ChildFailedError:")
+    assert not list(run.glob("network-snapshot-*"))
+    assert [p.name for p in (run / "checkpoints").glob("*.json")] == ["ckpt-000000000016.json"]
+
+
+def test_replica_checksums_see_a_changed_value_and_two_swapped_tensors():
+    """The sums compared across ranks: equal for equal weights, different when one value moves
+    by 1e-6 or two same-shaped tensors trade places (the position-weighted sum)."""
+    import torch
+
+    from vitgan.distributed import Dist
+    from vitgan.train.replicas import checksums, check_replicas
+
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
+    b = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(checksums({"D": a}), checksums({"D": b}))
+    with torch.no_grad():
+        b[0].weight[3, 3] += 1e-6
+    assert not torch.equal(checksums({"D": a}), checksums({"D": b}))
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        b[0].weight.copy_(a[1].weight)
+        b[1].weight.copy_(a[0].weight)
+    ca, cb = checksums({"D": a})[0], checksums({"D": b})[0]
+    assert torch.allclose(ca[:3], cb[:3]) and not torch.isclose(ca[3], cb[3])
+    check_replicas(Dist(), {"D": a}, "at kimg 0", "")  # one process: nothing to compare

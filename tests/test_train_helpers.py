@@ -82,11 +82,20 @@ def main(argv, capsys=None):
     return rc
 
 
+def load_G(path, log=lambda *_: None, device="cpu"):
+    """(the EMA generator, its ModelConfig) of a run, checkpoint or export, as `vitgan sample`
+    opens it (``vitgan.runs.source.open_run``)."""
+    from vitgan.runs.source import open_run
+
+    src = open_run(path, device, discriminator=False, log=log)
+    return src.G, src.cfg
+
+
 def checkpoint_tensors(run_dir: Path, nimg: int | None = None) -> dict[str, torch.Tensor]:
     """All tensors of a run's checkpoint (newest when nimg is None)."""
     from safetensors.torch import load_file
 
-    from vitgan.train.checkpoint import ckpt_paths, latest_valid
+    from vitgan.runs.checkpoint import ckpt_paths, latest_valid
 
     if nimg is None:
         m = latest_valid(run_dir, log=lambda *_: None)

@@ -26,7 +26,7 @@ def straight(tmp_path_factory):
 
 
 def _state(run, nimg):
-    from vitgan.train.checkpoint import ckpt_paths
+    from vitgan.runs.checkpoint import ckpt_paths
 
     return torch.load(ckpt_paths(run, nimg)["state"], weights_only=True)
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from vitgan.errors import OptionError, UserError
+from vitgan.runs.layout import OPTIONS_FILE, is_run_folder
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -68,16 +69,14 @@ def is_checkpoint(source: str) -> bool:
     if p.is_file():
         return p.suffix.lower() in CHECKPOINT_SUFFIXES or (p.suffix == ".json" and p.name.startswith("ckpt-"))
     if p.is_dir():
-        if (p / "training_options.json").is_file() or (p / "checkpoints").is_dir():
-            return True
-        return any(p.glob("*.safetensors")) or any(p.glob("*/*.safetensors"))
+        return is_run_folder(p) or any(p.glob("*.safetensors")) or any(p.glob("*/*.safetensors"))
     return False
 
 
 def run_data(source: str) -> str | None:
     """A run folder's training data (``training_options.json``), the default --real; else None."""
     try:
-        options = json.loads((Path(source) / "training_options.json").read_text())
+        options = json.loads((Path(source) / OPTIONS_FILE).read_text())
         return str(options["train"]["data"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -120,9 +119,10 @@ def native_resolution(source: str, split: str) -> int:
 
 
 def _load_generator(path: str, device):
-    from vitgan.train.checkpoint import load_generator
+    from vitgan.runs.source import open_run
 
-    return load_generator(path, device, log=_log)
+    src = open_run(path, device, discriminator=False, log=_log)
+    return src.G, src.cfg
 
 
 def _device(name: str | None):

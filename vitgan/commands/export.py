@@ -62,7 +62,7 @@ def check_out(out: Path) -> None:
 def staging_folder(out: Path) -> Path:
     import tempfile
 
-    from vitgan.train.run_dir import writing
+    from vitgan.files import writing
 
     parent = out.absolute().parent
     with writing(f"--out {out} (a folder in {parent})", "choose a folder you can write to"):
@@ -80,8 +80,7 @@ def staged(out: Path):
     is renamed to ``out``, on any failure removed (and the user's empty ``out`` left as it was)."""
     import shutil
 
-    from vitgan.files import fsync_dir
-    from vitgan.train.run_dir import writing
+    from vitgan.files import publish, writing
 
     stage = staging_folder(out)
     emptied = False
@@ -91,8 +90,7 @@ def staged(out: Path):
             if out.is_dir():
                 out.rmdir()  # empty (checked above): the rename below takes its place
                 emptied = True
-            stage.rename(out)
-            fsync_dir(out.absolute().parent)
+            publish(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         if emptied and not out.exists():
@@ -108,9 +106,9 @@ def run(args) -> int:
     out = Path(args.out)
     check_out(out)
 
-    from vitgan.export.source import load_source
+    from vitgan.runs.source import open_run
 
-    src = load_source(args.run, device="cpu")
+    src = open_run(args.run, device="cpu", log=lambda m: None)
     if ("onnx" in formats or "G" in what) and src.G is None:
         raise UserError(f"{args.run} holds no generator (only a discriminator); export --what D --format hub")
     if "D" in what and src.D is None:

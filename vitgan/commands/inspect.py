@@ -165,8 +165,7 @@ def _over_time(src, stage: Path) -> list[str]:
     """Copy a run folder's attention<nimg>.png into over_time/; their relative paths."""
     import shutil
 
-    from vitgan.export.source import is_run_folder
-    from vitgan.train.attention_map import ATTENTION_PREFIX
+    from vitgan.runs.layout import ATTENTION_PREFIX, is_run_folder
 
     run_dir = Path(src.origin.get("source", ""))
     if not is_run_folder(run_dir):
@@ -180,18 +179,13 @@ def _over_time(src, stage: Path) -> list[str]:
 
 
 def _last_diag(src) -> dict:
-    from vitgan.export.source import is_run_folder
+    from vitgan.runs.layout import STATS_FILE, is_run_folder, read_jsonl
 
-    path = Path(src.origin.get("source", "")) / "stats.jsonl"
-    if not is_run_folder(path.parent) or not path.is_file():
+    run_dir = Path(src.origin.get("source", ""))
+    rows = read_jsonl(run_dir / STATS_FILE) if is_run_folder(run_dir) else []
+    if not rows:
         return {}
-    for line in reversed(path.read_text().splitlines()):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        return {"kimg": row.get("kimg"), **{k: v for k, v in row.items() if k.startswith("diag/")}}
-    return {}
+    return {"kimg": rows[-1].get("kimg"), **{k: v for k, v in rows[-1].items() if k.startswith("diag/")}}
 
 
 def run(args) -> int:
@@ -202,11 +196,11 @@ def run(args) -> int:
     check_out(out)
 
     from vitgan.distributed import resolve_device
-    from vitgan.export.source import load_source
     from vitgan.inspect.page import write_index
+    from vitgan.runs.source import open_run
 
     device = resolve_device(args.device)
-    src = load_source(args.run, device=device)
+    src = open_run(args.run, device=device, log=lambda m: None)
     cfg, notes = src.cfg, []
     grid = cfg.resolution // cfg.patch_size
     token = (grid // 2) * grid + grid // 2 if args.token is None else args.token

@@ -36,7 +36,8 @@ import math
 from pathlib import Path
 
 from vitgan.errors import OptionError, UserError
-from vitgan.files import atomic_write
+from vitgan.files import atomic_write, writing
+from vitgan.grids import grid_image, near_square, uint8_grid
 
 
 GRID_MAX = 1024  # images in one grid file (held in memory whole); more go to a folder or .npz
@@ -144,12 +145,11 @@ def run(args) -> int:
     from vitgan.models.sampling import plan_size, plan_slice, sample_batches
     from vitgan.models.vit_generator import check_render_scale
     from vitgan.progress import progress
-    from vitgan.train.checkpoint import load_generator
-    from vitgan.train.run_dir import writing
+    from vitgan.runs.source import open_run
 
     device = resolve_device(args.device)
-    origin: dict = {}
-    G, cfg = load_generator(args.checkpoint, device=device, log=lambda m: print(m, flush=True), origin=origin)
+    src = open_run(args.checkpoint, device=device, discriminator=False, log=lambda m: print(m, flush=True))
+    G, cfg = src.G, src.cfg
     check_render_scale(cfg, args.scale)  # the linear head / StyleGAN2 G refuse --scale != 1
     batch = max(1, int(args.batch // args.scale ** 2))
     res = int(round(cfg.resolution * args.scale))
@@ -167,7 +167,7 @@ def run(args) -> int:
     if kind == "dir":  # which weights and seeds make this set; --append of another's is refused here
         from vitgan.commands import sample_folder
 
-        record = sample_folder.new_set(args, origin["weights"], cfg, total)
+        record = sample_folder.new_set(args, src.weights, cfg, total)
         sets = sample_folder.check_append(out, record)
     if kind == "grid" and total > GRID_MAX:
         raise OptionError(grid_too_big(total))
@@ -230,16 +230,12 @@ def terminated_cleanly(out: Path):
 
 
 def near_cols(n: int) -> int:
-    from vitgan.train.run_dir import near_square
-
     return near_square(n)[0]
 
 
 def grid_of(parts, cols: int | None):
     """uint8 (N, H, W, C) batches -> a PIL grid image, ``cols`` wide (default: near square)."""
     import numpy as np
-
-    from vitgan.train.run_dir import uint8_grid
 
     x = np.concatenate(parts)
     return uint8_grid(x, cols or near_cols(len(x)))
@@ -249,7 +245,6 @@ def write_folder(out: Path, batches, classes, sets: list[dict], record: dict) ->
     """One PNG per sample, each complete when it appears (the one atomic write, vitgan.files);
     ``samples.json`` lists ``record`` (complete: false) before the first and is marked at the end."""
     from vitgan.commands.sample_folder import write_manifest
-    from vitgan.train.run_dir import uint8_grid
 
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, [*sets, record])
@@ -301,7 +296,6 @@ def interpolation_frames(G, cfg, args, device):
     import torch
 
     from vitgan.models.sampling import latents, sample_plan, scale_kwargs
-    from vitgan.train.run_dir import grid_image, near_square
 
     n, k, steps = args.n, args.keyframes, args.interp
     if args.cls == "all":

@@ -9,7 +9,7 @@ Options are resolved preset -> flags -> ``--set key=value`` (training keys of
 ``vitgan.train.options.TrainConfig`` and model keys of ``vitgan.config.ModelConfig``); any bad
 value (a number that is not finite or out of range, a precision or device this machine does not
 have) stops here with one line and exit code 2, before anything is written, ``--dry-run`` included.
-A folder another run is writing (``vitgan.train.lock``) is refused here too (exit 1). ``--out DIR`` is the
+A folder another run is writing (``vitgan.runs.lock``) is refused here too (exit 1). ``--out DIR`` is the
 run folder itself and must be new or empty; without it runs go to ``runs/<NNNNN>-<preset>-<data>``.
 """
 
@@ -44,10 +44,10 @@ def add_arguments(p) -> None:
 
 def resolve(args) -> tuple[dict, bool]:
     """Return (options with run_dir, resume?) or raise OptionError / UserError; writes nothing."""
-    from vitgan.train.options import resolve_options
-    from vitgan.train.lock import refuse_if_locked
-    from vitgan.train.options_file import read_options
-    from vitgan.train.run_dir import check_new_run_dir, default_run_dir
+    from vitgan.runs.layout import check_new_run_dir, default_run_dir
+    from vitgan.runs.lock import refuse_if_locked
+    from vitgan.runs.options_file import read_options
+    from vitgan.train.options import TrainConfig, resolve_options
 
     pairs = parse_set(args.set)  # --kimg / --batch are checked with the rest, by TrainConfig
     data = _abs_if_path(args.data)
@@ -56,7 +56,7 @@ def resolve(args) -> tuple[dict, bool]:
         run_dir = Path(args.resume)
         if run_dir.suffix == ".safetensors" and run_dir.is_file():  # continue from a snapshot's weights
             snapshot, run_dir = run_dir.resolve(), run_dir.resolve().parent
-        saved = read_options(run_dir)
+        saved = read_options(run_dir, check_train=TrainConfig.from_dict)
         refuse_if_locked(run_dir)  # a run is writing it now: say so before anything else
         if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
             raise OptionError("--out and --resume name different folders; a resumed run stays in its folder")

@@ -22,6 +22,7 @@ import numpy as np
 from vitgan.data.archives import _archive_error, list_tar
 from vitgan.data.sources import ARCHIVE_ERRORS, ArraySource, file_identity, one_line
 from vitgan.errors import UserError
+from vitgan.files import publish
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -181,7 +182,7 @@ def download(root: str, log=print) -> str:
     socket.setdefaulttimeout(60)
     try:
         download_url(URL, root, filename=os.path.basename(part), md5=ARCHIVE_MD5)
-        os.replace(part, final)
+        publish(part, final)  # the one atomic write's rename: the archive whole, or not there
         extract_archive(final, root)
     finally:
         socket.setdefaulttimeout(previous)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vitgan.export.source import D_FOLDER, EXPORT_FILE, METRICS_FILE, Source
 from vitgan.files import atomic_write, atomic_write_text
-from vitgan.train.run_dir import OPTIONS_FILE, grid_image, near_square
+from vitgan.grids import grid_image, near_square
+from vitgan.runs.layout import D_FOLDER, EXPORT_FILE, METRICS_FILE, OPTIONS_FILE
+from vitgan.runs.source import Source
 
 SAMPLES_FILE = "samples.png"
 SAMPLE_SEEDS = range(16)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-ATTENTION_PREFIX = "attention"
+from vitgan.runs.layout import ATTENTION_PREFIX
 
 
 def attention_map_name(nimg: int) -> str:
@@ -24,7 +24,7 @@ def save_attention_map(t, nimg: int) -> None:
     """Write ``attention<nimg>.png`` for trainer ``t`` (rank 0 only, like the fakes grids)."""
     from vitgan.inspect import figures, maps
     from vitgan.models.sampling import to_uint8_hwc
-    from vitgan.train.trainer import reals_indices
+    from vitgan.train.state import reals_indices
 
     if not t.files.active:
         return
@@ -46,4 +46,4 @@ def save_attention_map(t, nimg: int) -> None:
                      figures.run_attention(to_uint8_hwc(x)[0], rows, roll, title=f"kimg {nimg / 1000:g}"))
 
 
-__all__ = ["save_attention_map", "attention_map_name", "ATTENTION_PREFIX"]
+__all__ = ["save_attention_map", "attention_map_name"]

@@ -44,10 +44,11 @@ import torch
 import torch.nn.functional as F
 
 from vitgan.errors import OptionError
-from vitgan.train.options import TrainConfig
 
 __all__ = [
     "OPS",
+    "DEFAULT_POLICY",
+    "DEFAULT_P",
     "DiffAugment",
     "brightness",
     "saturation",
@@ -59,6 +60,10 @@ __all__ = [
 
 #: Op names a policy may contain, in the order they are applied.
 OPS = ("color", "translation", "scale", "cutout")
+#: The paper's policy (section 4: translation, colour, cutout and scaling, each with probability
+#: 0.8): the defaults of DiffAugment and of the training options ``augment`` / ``augment_p``.
+DEFAULT_POLICY = "translation,color,cutout,scale"
+DEFAULT_P = 0.8
 
 # Columns of the uniform draw each op consumes: gates first, then parameters.
 _COLUMNS = {"color": 6, "translation": 3, "scale": 2, "cutout": 3}
@@ -204,14 +209,14 @@ class DiffAugment:
 
     def __init__(
         self,
-        policy: str = TrainConfig.augment,   # the defaults are TrainConfig's (one place)
-        p: float = TrainConfig.augment_p,
+        policy: str = DEFAULT_POLICY,
+        p: float = DEFAULT_P,
         *,
         translation_ratio: float = 0.125,
         cutout_ratio: float = 0.5,
         scale_range: tuple[float, float] = (0.8, 1.25),
     ):
-        p = float(p)  # in [0, 1]: TrainConfig.augment_p is validated at resolution
+        p = float(p)  # in [0, 1]: the training option augment_p is validated at resolution
         lo, hi = (float(v) for v in scale_range)
         if not 0.0 < lo <= hi:
             raise OptionError(f"DiffAugment scale_range={scale_range} is invalid; use 0 < lo <= hi")

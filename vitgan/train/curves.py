@@ -8,31 +8,18 @@ scale), and the metrics (``metric-<name>.jsonl``). A user looks at it instead of
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from vitgan.files import atomic_write
+from vitgan.runs.layout import CURVES_FILE, STATS_FILE, metric_rows, read_jsonl
 
-CURVES_FILE = "curves.png"
 PANELS = (
     ("losses", lambda k: k.startswith("loss/"), "linear"),
     ("D's logits (scores: augmented, diag: clean)",
      lambda k: k.startswith("scores/") or k.startswith("diag/logit"), "linear"),
     ("diagnostics", lambda k: k.startswith("diag/") and not k.startswith("diag/logit"), "log"),
 )
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:  # a line being written right now
-            pass
-    return rows
 
 
 def _plotted_keys(name: str) -> tuple[str, ...]:
@@ -51,8 +38,8 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    rows = _read_jsonl(run_dir / "stats.jsonl")
-    metrics = {p.stem.removeprefix("metric-"): _read_jsonl(p) for p in sorted(run_dir.glob("metric-*.jsonl"))}
+    rows = read_jsonl(run_dir / STATS_FILE)
+    metrics = metric_rows(run_dir)
     fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
     for ax, (title, want, scale) in zip(axes.flat, PANELS):
         keys = sorted({k for r in rows for k in r if want(k)})

@@ -10,7 +10,8 @@ under a forked RNG so that they never change the training streams.
 
 Data parallel (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; the plumbing is in
 ``vitgan.distributed``): one process per device, only rank 0 writes, signals and NaN checks are
-agreed on by every rank.
+agreed on by every rank, and at each snapshot every rank's G, D and G_ema must be rank 0's
+(``vitgan.train.replicas``).
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ import torch
 from vitgan.config import ModelConfig
 from vitgan.distributed import Dist, all_reduce_max, check_lost, init_distributed, on_main, shutdown
 from vitgan.errors import OptionError, UserError
+from vitgan.runs.checkpoint import list_manifests
+from vitgan.runs.layout import OPTIONS_FILE, claim_new_run_dir, remove_created
+from vitgan.runs.lock import RunLock
+from vitgan.runs.options_file import record_resume
+from vitgan.runs.writer import RunFiles
 from vitgan.train import state
 from vitgan.train.options import TrainConfig
 from vitgan.train.report import Reporter, TickStats, fmt_time
-from vitgan.train.checkpoint import list_manifests
-from vitgan.train.lock import RunLock
-from vitgan.train.options_file import record_resume
-from vitgan.train.run_dir import OPTIONS_FILE, RunFiles, claim_new_run_dir, remove_created
+from vitgan.train.replicas import check_replicas
 from vitgan.train.trainer import Trainer
 
 __all__ = ["training_loop", "open_training_data", "condition_on_data", "StopFlag"]
@@ -66,7 +69,7 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
     run_dir = Path(options["run_dir"])
     _apply_determinism(cfg, d.device)
     files = RunFiles(run_dir, rank=d.rank, console=console)
-    lock = RunLock(run_dir)  # one writer per run folder (vitgan.train.lock); rank 0 takes it
+    lock = RunLock(run_dir)  # one writer per run folder (vitgan.runs.lock); rank 0 takes it
     if resume:  # before the first write: a resumed run's log.txt hears all
         on_main(d, lock.acquire)
     # before the folder exists only the console hears us; a resumed run's log.txt hears all
@@ -233,6 +236,9 @@ def _run(t: Trainer, manifest: dict | None, resume: bool) -> int:
                 if done or _crossed(prev, t.nimg, cfg.image_kimg):
                     t.grid(t.nimg)
                 snap = done or _crossed(prev, t.nimg, cfg.snap_kimg)
+                if snap:  # torchrun: every rank holds rank 0's weights, or nothing is saved
+                    check_replicas(d, {"G": t.G, "D": t.D, "G_ema": t.ema.module},
+                                   f"at kimg {t.nimg / 1000:.3f}", _replicas_hint(t))
                 if done or stopping or snap or _crossed(prev, t.nimg, cfg.ckpt_kimg):
                     state.save(t, snapshot=snap)
                 if cfg.metrics_kimg > 0 and cfg.metrics and (done or _crossed(prev, t.nimg, cfg.metrics_kimg)):
@@ -279,6 +285,13 @@ def _handle_nan(t: Trainer, what: str) -> bool:
             "and start again")
     raise UserError(f"training diverged: non-finite {what} {where}; {keep}"
                     + ("" if cfg.nan_policy == "rollback" else " (or --set nan_policy=rollback)"))
+
+
+def _replicas_hint(t: Trainer) -> str:
+    if t.last_ckpt is None:
+        return "no checkpoint was written before it; find what changed one rank's weights and start again"
+    return (f"the last complete checkpoint is {t.last_ckpt}; find what changed one rank's weights, then "
+            f"`vitgan train --resume {shlex.quote(str(t.run_dir))}` on every rank")
 
 
 # ================================================================================ helpers

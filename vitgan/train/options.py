@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from vitgan.config import ModelConfig, apply_overrides, check_finite, field_names, get_preset
 from vitgan.option_types import check_types
 from vitgan.errors import OptionError
+from vitgan.train.augment import DEFAULT_P, DEFAULT_POLICY, parse_policy
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 NAN_POLICIES = ("stop", "rollback")
@@ -79,8 +80,8 @@ class TrainConfig:
     r1_interval: int = 16            # R1 every N steps, scaled by N (lazy regularisation)
     lecam_weight: float = 0.0        # LeCam weight (0: off, as in the paper)
     # --- DiffAugment ---
-    augment: str = "translation,color,cutout,scale"   # comma list of ops; "" or "none": off
-    augment_p: float = 0.8           # probability of each op, per image
+    augment: str = DEFAULT_POLICY    # comma list of ops (augment.OPS); "" or "none": off
+    augment_p: float = DEFAULT_P     # probability of each op, per image
     # --- intervals (kimg) ---
     tick_kimg: float = 4.0           # progress line, stats.jsonl row, NaN check
     ckpt_kimg: float = 20.0          # rolling resume checkpoint (the last `keep_ckpt` are kept)
@@ -120,9 +121,7 @@ class TrainConfig:
         if self.nan_policy not in NAN_POLICIES:
             raise OptionError(f"nan_policy={self.nan_policy!r} is not valid; choose one of "
                               + ", ".join(NAN_POLICIES))
-        from vitgan.train.augment import parse_policy  # the one list of ops (augment.OPS)
-
-        parse_policy(self.augment)
+        parse_policy(self.augment)  # the one list of ops (augment.OPS)
         if not 0.0 <= self.augment_p <= 1.0:
             raise OptionError(f"augment_p must be in [0, 1], got {self.augment_p}")
         for name in ("batch", "r1_interval", "grid", "keep_ckpt", "metrics_n", "metrics_batch"):

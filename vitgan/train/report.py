@@ -15,6 +15,7 @@ import time
 import torch
 
 from vitgan.distributed import Dist, all_reduce_mean
+from vitgan.runs.layout import STATS_FILE, metric_file
 
 __all__ = ["TickStats", "Reporter", "CONSOLE_DIAG", "CURVES_EVERY_S", "fmt_time", "peak_memory_gb"]
 
@@ -136,7 +137,7 @@ class Reporter:
                 **{k: v for k, v in losses.items()}}
 
     def write_row(self, row: dict) -> None:
-        self.files.append_jsonl("stats.jsonl", row)
+        self.files.append_jsonl(STATS_FILE, row)
 
     def tick(self, row: dict, losses: dict) -> None:
         """stats.jsonl, TensorBoard, the console line and the bar's postfix."""
@@ -169,7 +170,7 @@ class Reporter:
             values = {k: v for k, v in result.items() if k in METRICS[metric].keys}
             if not values:
                 continue
-            self.files.append_jsonl(f"metric-{metric}.jsonl", {
+            self.files.append_jsonl(metric_file(metric), {
                 "kimg": t.nimg / 1000, "step": t.step, **values, "n": cfg.metrics_n,
                 "data": cfg.data, "checkpoint": str(t.last_ckpt) if t.last_ckpt else None,
                 "seconds": round(seconds, 2), "timestamp": time.time()})

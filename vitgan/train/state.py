@@ -3,7 +3,7 @@
 Resuming is exact: a checkpoint holds the weights, both optimisers, the EMA, the LeCam anchors,
 every random stream of every rank (torch, CUDA, numpy, python, latents, augmentation) and the
 position in the data order, so a run stopped and resumed computes what it would have computed
-(bitwise on CPU with ``deterministic=True``). The files themselves are ``vitgan.train.checkpoint``'s
+(bitwise on CPU with ``deterministic=True``). The files themselves are ``vitgan.runs.checkpoint``'s
 (safetensors weights, a weights-only state, a manifest written last).
 
 Every function takes the ``Trainer`` (``vitgan.train.trainer``); ``capture``, ``save`` and
@@ -22,13 +22,15 @@ import torch
 
 from vitgan.distributed import all_gather_object, broadcast_object, on_main
 from vitgan.errors import UserError
-from vitgan.train import checkpoint as ckpt
-from vitgan.train.run_dir import OPTIONS_FILE, writing
+from vitgan.files import writing
+from vitgan.runs import checkpoint as ckpt
+from vitgan.runs.layout import LOG_FILE, OPTIONS_FILE, STATS_FILE
+from vitgan.runs.snapshots import list_snapshots
 
 STATE_FORMAT = "vitgan-train-state-v1"
 
-__all__ = ["STATE_FORMAT", "seed_for", "rng_state", "set_rng_state", "capture", "save", "load",
-           "choose_resume"]
+__all__ = ["STATE_FORMAT", "seed_for", "reals_indices", "rng_state", "set_rng_state", "capture", "save",
+           "load", "choose_resume"]
 
 
 # ================================================================================ seeds
@@ -36,6 +38,14 @@ def seed_for(*parts) -> int:
     """A 63-bit seed from (seed, rank, stream name): independent streams, reproducible."""
     h = hashlib.sha256(repr(parts).encode()).digest()
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def reals_indices(n: int, count: int, seed: int) -> list[int]:
+    """Which images reals.png shows: ``min(count, n)`` distinct ones drawn at random (from their
+    own stream, seeded by the run's seed: the same run shows the same grid), in increasing
+    order, not the first ``count``, which in a class-sorted archive are all of one class."""
+    rng = np.random.default_rng(seed_for(seed, "reals"))
+    return sorted(int(i) for i in rng.choice(n, size=min(count, n), replace=False))
 
 
 # ================================================================================ RNG state
@@ -217,12 +227,10 @@ def choose_resume(t, dataset, say, snapshot: str | None = None) -> dict | None:
 def _refuse_start_over(run_dir: Path) -> None:
     import shlex
 
-    from vitgan.train.snapshots import list_snapshots
-
     snaps = list_snapshots(run_dir)
     ckdir = run_dir / ckpt.CKPT_DIR
     damaged = ckdir.is_dir() and any(p.name.endswith(".damaged") for p in ckdir.iterdir())
-    stats = run_dir / "stats.jsonl"
+    stats = run_dir / STATS_FILE
     if not (snaps or damaged or _passed_a_checkpoint(run_dir, stats)):
         # nothing kept: never trained, or stopped (SIGKILL, power loss) before its first
         # checkpoint could be written; starting from the beginning loses nothing (logged)
@@ -255,7 +263,7 @@ def _passed_a_checkpoint(run_dir: Path, stats: Path) -> bool:
             continue  # a line cut by a kill
         past = (0 if kimg < prev else past) + (kimg >= first - 1e-9)
         prev = kimg
-    log = run_dir / "log.txt"
+    log = run_dir / LOG_FILE
     saved = log.is_file() and ": saved " in log.read_text(errors="replace")
     return past >= 2 or saved
 

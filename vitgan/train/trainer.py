@@ -40,8 +40,8 @@ from vitgan.distributed import Dist, all_reduce_mean, maybe_no_sync, wrap_ddp
 from vitgan.errors import OptionError
 from vitgan.train.options import TrainConfig, resolve_precision
 from vitgan.train.report import TickStats
-from vitgan.train.run_dir import RunFiles
-from vitgan.train.state import seed_for
+from vitgan.runs.writer import RunFiles
+from vitgan.train.state import reals_indices, seed_for
 
 __all__ = ["Trainer"]
 
@@ -271,11 +271,4 @@ class Trainer:
         ts = [p for m in (self.G, self.D, self.ema.module) for p in m.parameters()]
         return torch.stack([(~torch.isfinite(t)).any() for t in ts]).sum()
 
-
-def reals_indices(n: int, count: int, seed: int) -> list[int]:
-    """Which images reals.png shows: ``min(count, n)`` distinct ones drawn at random (from their
-    own stream, seeded by the run's seed: the same run shows the same grid), in increasing
-    order, not the first ``count``, which in a class-sorted archive are all of one class."""
-    rng = np.random.default_rng(seed_for(seed, "reals"))
-    return sorted(int(i) for i in rng.choice(n, size=min(count, n), replace=False))
 

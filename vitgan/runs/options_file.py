@@ -6,9 +6,10 @@ training options it changed as ``key: [before, after]``, its process layout, and
 that changed), so that the folder says how every image of its training was trained. A resume
 continues from ``current_options``: the first options with every recorded change applied.
 
-A hand-edited file goes through the same checks as the flags (``TrainConfig`` /
-``ModelConfig``: the declared types first, ``vitgan.option_types``, then the ranges); every bad
-value is one line naming the file, the key and the value.
+A hand-edited file goes through the same checks as the flags (``ModelConfig`` and the training
+options' own check, which the caller passes: ``TrainConfig.from_dict``, so that the run folder
+does not depend on the trainer; the declared types first, ``vitgan.option_types``, then the
+ranges); every bad value is one line naming the file, the key and the value.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 from vitgan.config import ModelConfig
 from vitgan.errors import OptionError, UserError
-from vitgan.files import atomic_write_text
+from vitgan.files import atomic_write_text, writing
 from vitgan.option_types import json_kind
-from vitgan.train.options import TrainConfig
-from vitgan.train.run_dir import OPTIONS_FILE, writing
+from vitgan.runs.layout import OPTIONS_FILE
 
 __all__ = ["read_options", "current_options", "record_resume"]
 
@@ -33,9 +34,10 @@ _SHAPE = {"preset": (str, "a preset name"), "train": (dict, "an object of traini
           "resumes": (list, "a list of resume records")}
 
 
-def read_options(run_dir: str | os.PathLike) -> dict:
-    """The options a resume of ``run_dir`` continues from (``current_options``), checked; raises
-    UserError naming the file, the key and the value."""
+def read_options(run_dir: str | os.PathLike, check_train: Callable[[dict], object]) -> dict:
+    """The options a resume of ``run_dir`` continues from (``current_options``), checked
+    (``check_train(options["train"])`` raises OptionError for a bad training option, then the model
+    config); raises UserError naming the file, the key and the value."""
     path = Path(run_dir) / OPTIONS_FILE
     if not Path(run_dir).is_dir():
         raise UserError(f"--resume {run_dir}: no such folder")
@@ -58,7 +60,7 @@ def read_options(run_dir: str | os.PathLike) -> dict:
                             "({\"changed\": {key: [before, after]}, ...}); fix it in the file")
     current = current_options(opts)
     try:
-        TrainConfig.from_dict(current["train"])
+        check_train(current["train"])
         ModelConfig.from_dict(current["model"])
     except OptionError as err:
         raise UserError(f"{path}: {err}; fix it in the file") from None

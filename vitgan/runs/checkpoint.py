@@ -14,13 +14,13 @@ name in the same folder, flushed, fsynced and renamed over its final name, and t
 fsynced (``vitgan.files.atomic_write``); the manifest is the "complete" marker, so a checkpoint
 whose manifest is missing, or whose files do not match it, is never read: loading falls back to the previous one. The last
 ``keep`` checkpoints are kept; permanent ``network-snapshot-<nimg:09d>.safetensors`` files in the
-run folder (their own copies, with their own checksum: ``vitgan.train.snapshots``) are what users
+run folder (their own copies, with their own checksum: ``vitgan.runs.snapshots``) are what users
 share and sample from. A save that fails (full disk) removes the files it wrote; resuming sets a
 damaged checkpoint aside whole (all its files renamed ``*.damaged``, nothing deleted) and removes
 half-written ones (files without a manifest: a save that never completed).
 
 A model is rebuilt from a checkpoint alone: ``ModelConfig.from_dict`` of the metadata plus the
-weights (``load_generator``).
+weights (``build_generator``; ``vitgan.runs.source.open_run`` for any run, checkpoint or export).
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ import torch
 
 from vitgan.config import ModelConfig
 from vitgan.errors import UserError
-from vitgan.files import atomic_write_bytes, atomic_write_text, is_temporary, sha256_bytes, sha256_file
+from vitgan.files import atomic_write_bytes, atomic_write_text, is_temporary, set_aside, sha256_bytes, sha256_file
 from vitgan.models import mismatch
-from vitgan.train import snapshots
+from vitgan.runs import snapshots
+from vitgan.runs.layout import CKPT_DIR
 
 FORMAT = "vitgan-checkpoint-v1"
-CKPT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^ckpt-(\d{12})\.json$")
 MODULES = ("G", "D", "G_ema")
 
@@ -187,7 +187,7 @@ def quarantine_newer(run_dir: str | os.PathLike, manifest: dict | None, log=prin
         if int(_CKPT_RE.match(m.name).group(1)) > newest:
             for f in (m.with_suffix(".safetensors"), m.with_suffix(".pt"), m):
                 if f.exists():
-                    os.replace(f, f.with_name(f.name + ".damaged"))
+                    set_aside(f, ".damaged")
             log(f"note: set aside the damaged checkpoint {m.stem} (its files renamed to *.damaged)")
     ckdir = Path(run_dir) / CKPT_DIR
     complete = {m.stem for m in list_manifests(run_dir)}
@@ -288,41 +288,6 @@ def load_module(module: torch.nn.Module, state_dict: dict, what: str, source=Non
     module.load_state_dict(state_dict, strict=True)
 
 
-def load_generator(path: str | os.PathLike, device="cpu", log=print, origin: dict | None = None):
-    """Return (G_ema in eval mode, ModelConfig) from a run folder (newest valid checkpoint), an
-    export folder (``vitgan export``: config.json + model.safetensors, ``vitgan.models.hub``),
-    a ``ckpt-*.json`` manifest, a ``.safetensors`` checkpoint or snapshot, or a weights-only
-    ``torch.save`` file holding {"model_config": dict, "G_ema": state_dict}. ``origin`` (a dict)
-    gets the weights file read under "weights"."""
-    from vitgan.models.hub import WEIGHTS_NAME, is_hub_folder, load_pretrained
-
-    if is_hub_folder(path):  # `vitgan export` / save_pretrained: config.json + model.safetensors
-        G = load_pretrained(path, role="generator", device=device)
-        if origin is not None:
-            origin["weights"] = Path(path) / WEIGHTS_NAME
-        return G.requires_grad_(False), G.cfg
-    wpath = resolve_weights_path(path, log=log)
-    if origin is not None:
-        origin["weights"] = wpath
-    if wpath.suffix == ".safetensors":
-        weights, metadata = load_weights(wpath)
-        cfg = model_config_from(metadata)
-        sd = weights.get("G_ema") or weights.get("G")
-        if sd is None:
-            raise UserError(f"{wpath} holds no generator weights (G_ema or G)")
-        return build_generator(cfg, sd, device, wpath), cfg
-    obj = load_state(wpath)  # refuses pickles that need code
-    if not (isinstance(obj, dict) and isinstance(obj.get("model_config"), dict)
-            and isinstance(obj.get("G_ema") or obj.get("G"), dict)):
-        raise UserError(f"{wpath} is not a vitgan checkpoint; give a run folder or a .safetensors file")
-    try:
-        cfg = ModelConfig.from_dict(obj["model_config"])
-    except UserError as err:
-        raise UserError(f"{wpath}: {err}") from None
-    return build_generator(cfg, obj.get("G_ema") or obj.get("G"), device, wpath), cfg
-
-
-__all__ = ["save_checkpoint", "latest_valid", "quarantine_newer", "verify", "list_manifests", "load_state",
-           "load_weights", "load_generator", "model_config_from", "atomic_write_bytes",
-           "atomic_write_text", "snapshot_path", "ckpt_paths", "CheckpointError", "load_module",
-           "mismatch"]
+__all__ = ["CKPT_DIR", "save_checkpoint", "latest_valid", "quarantine_newer", "verify", "list_manifests",
+           "load_state", "load_weights", "model_config_from", "resolve_weights_path", "build_generator",
+           "snapshot_path", "ckpt_paths", "CheckpointError", "load_module", "mismatch"]
