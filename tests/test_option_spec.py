@@ -120,12 +120,12 @@ def test_the_trainer_hands_each_consumer_its_resolved_arguments():
 
     setup = resolve_options("tiny", batch=2, overrides={
         "device": "cpu", "lr": "0.001", "d_lr": "0.003", "beta2": "0.9", "bcr_real": "0.5", "bcr_fake": "0",
-        "r1_gamma": "0.2", "r1_interval": "4", "lecam_weight": "0.1", "augment": "color",
+        "r1_gamma": "0.2", "r1_interval": "4", "lecam_weight": "0.1", "lecam_ema": "0.9", "augment": "color",
         "augment_p": "0.5", "ema_kimg": "7", "ema_rampup": "none"})
     t = trainer_on_random_images(setup)
     loss = t.loss
-    assert (loss.bcr_real, loss.bcr_fake, loss.r1_gamma, loss.r1_interval, loss.lecam_weight) == \
-        (0.5, 0.0, 0.2, 4, 0.1)
+    assert (loss.bcr_real, loss.bcr_fake, loss.r1_gamma, loss.r1_interval, loss.lecam_weight, loss.lecam_ema) == \
+        (0.5, 0.0, 0.2, 4, 0.1, 0.9)
     assert t.augment.ops == parse_policy("color") and t.augment.p == 0.5
     assert (t.ema.halflife_kimg, t.ema.rampup) == (7.0, None)
     g, d = t.G_opt.param_groups[0], t.D_opt.param_groups[0]

@@ -95,6 +95,7 @@ class TrainConfig:
     r1_gamma: float = option(0.0, "lazy R1 weight (0: off, as in the paper)", ge=0, to="loss")
     r1_interval: int = option(16, "R1 every N steps, scaled by N (lazy regularisation)", ge=1, to="loss")
     lecam_weight: float = option(0.0, "LeCam weight (0: off, as in the paper)", ge=0, to="loss")
+    lecam_ema: float = option(0.99, "decay of LeCam's EMA anchors of D's logits", ge=0, lt=1, to="loss")
     # --- DiffAugment ---
     augment: str = option("translation,color,cutout,scale", "DiffAugment's ops", check=_policy,
                           words="a comma list of translation, color, cutout, scale; none: off",
