@@ -128,7 +128,7 @@ def test_malicious_training_state_is_refused_on_resume(tmp_path, capsys):
 
     run = tmp_path / "R"
     manifest_path, _ = _save(run, 8)
-    opts = resolve_options("tiny", data=str(tmp_path / "imgs"))
+    opts = resolve_options("tiny", data=str(tmp_path / "imgs")).to_dict()
     opts["model"] = ModelConfig(**SMALL_MODEL).to_dict()
     (run / "training_options.json").write_text(json.dumps(opts))
     from test_train_helpers import make_images

@@ -160,19 +160,17 @@ def test_bench_times_the_conditional_step(capsys):
 
 
 DDP_SCRIPT = """
-import gc, sys, torch, torch.distributed as dist
-from vitgan.config import ModelConfig
+import dataclasses, gc, sys, torch, torch.distributed as dist
 from vitgan.distributed import init_distributed
 from vitgan.train.loop import condition_on_data, open_training_data
-from vitgan.train.options import TrainConfig, resolve_options
+from vitgan.train.options import resolve_options
 from vitgan.runs.writer import RunFiles
 from vitgan.train.trainer import Trainer
-opts = resolve_options("tiny", data=sys.argv[1], overrides=dict(a.split("=", 1) for a in sys.argv[3:]), world_size=2)
-cfg, mcfg = TrainConfig.from_dict(opts["train"]), ModelConfig.from_dict(opts["model"])
+setup = resolve_options("tiny", data=sys.argv[1], overrides=dict(a.split("=", 1) for a in sys.argv[3:]), world_size=2)
 d = init_distributed("cpu")
-ds = open_training_data(cfg, mcfg, log=lambda *_: None)
-mcfg = condition_on_data(cfg, mcfg, ds)
-t = Trainer(cfg, mcfg, d, ds, RunFiles(sys.argv[2], rank=d.rank))
+ds = open_training_data(setup.train, setup.model, log=lambda *_: None)
+setup = dataclasses.replace(setup, model=condition_on_data(setup.train, setup.model, ds))
+t = Trainer(setup, d, ds, RunFiles(sys.argv[2], rank=d.rank))
 ok = True
 for _ in range(3):
     t.train_step()

@@ -93,8 +93,7 @@ def test_every_preset_fits_a_24_gb_machine(preset, machine):
     from vitgan.train.options import resolve_options
 
     options = resolve_options(preset)  # raises OptionError if refused
-    need = sizes.estimate(get_preset(preset)["model"], micro=options["batch_gpu_resolved"],
-                          grid=options["train"]["grid"])
+    need = sizes.estimate(get_preset(preset)["model"], micro=options.micro, grid=options.train.grid)
     assert 10 * 10 ** 6 < need["total"] < 22 * GB
 
 

@@ -114,7 +114,14 @@ def test_reading_a_run_folder_needs_nothing_of_train():
 def test_imports_go_downward():
     """metrics, data, layers and the bottom modules never import train, commands or bench."""
     low = [p for p in SOURCES if p.parent.name in ("metrics", "data", "layers")
-           or p.name in ("files.py", "distributed.py", "config.py", "errors.py", "option_types.py")]
+           or p.name in ("files.py", "distributed.py", "config.py", "errors.py", "option_types.py",
+                         "option_spec.py", "presets.py")]
     up = ("vitgan.train", "vitgan.commands", "vitgan.bench", "from vitgan import train")
     bad = [str(p.relative_to(PKG)) for p in low if any(u in p.read_text() for u in up)]
     assert not bad
+
+
+def test_presets_are_data():
+    """The presets table imports nothing of vitgan (config reads it, not the other way round)."""
+    text = (PKG / "presets.py").read_text()
+    assert "import vitgan" not in text and "from vitgan" not in text

@@ -69,10 +69,10 @@ def test_cpu_flags_read_this_machines_cpuinfo():
 def test_precision_auto_and_bf16_without_units(monkeypatch, capsys, units):
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: units)
     auto = resolve_options("tiny", overrides={"precision": "auto", "device": "cpu"})
-    assert auto["train"]["precision"] == ("bf16" if units else "fp32")
+    assert auto.train.precision == ("bf16" if units else "fp32")
     asked = resolve_options("tiny", overrides={"precision": "bf16", "device": "cpu"})
     err = capsys.readouterr().err
-    assert asked["train"]["precision"] == ("bf16" if units else "fp32")
+    assert asked.train.precision == ("bf16" if units else "fp32")
     if units:
         assert err == ""
     else:  # one warning line naming what happened and why

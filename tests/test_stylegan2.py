@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from test_train_helpers import SMALL_MODEL, load_G, main, make_images, small_args, stats
 
-from vitgan import PRESETS, ModelConfig
+from vitgan import PRESETS, ModelConfig, get_preset
 from vitgan.errors import OptionError
 from vitgan.layers.fir import blur, downsample2d, fir_filter, upsample2d
 from vitgan.layers.mbstd import MinibatchStd
@@ -125,7 +125,7 @@ def test_registry_builds_each_architecture_and_old_configs_load_as_vit():
 
 
 def test_reference_sizes_of_the_cifar_preset():
-    cfg = PRESETS["cifar10-stylegan2"]["model"]
+    cfg = get_preset("cifar10-stylegan2")["model"]
     assert [cfg.sg2_channels(r) for r in (4, 8, 16, 32)] == [512] * 4
     assert (cfg.z_dim, cfg.w_dim, cfg.mapping_layers) == (512, 512, 2)
     G = StyleGAN2Generator(cfg)
@@ -240,13 +240,13 @@ TINY = ("tiny-stylegan2", "tiny-hybrid", "tiny-vitd-sg2g")
 
 
 def test_presets_name_the_architectures_and_sourced_defaults():
-    archs = {name: (PRESETS[name]["model"].g_arch, PRESETS[name]["model"].d_arch) for name in PRESETS}
+    archs = {name: (get_preset(name)["model"].g_arch, get_preset(name)["model"].d_arch) for name in PRESETS}
     for prefix in ("cifar10", "celeba64", "tiny"):
         assert archs[f"{prefix}-stylegan2"] == ("stylegan2", "stylegan2")
         assert archs[f"{prefix}-hybrid"] == ("vit", "stylegan2")
         assert archs[f"{prefix}-vitd-sg2g"] == ("stylegan2", "vit")
-    assert PRESETS["celeba64-hybrid"]["model"].resolution == 64
-    sg2 = PRESETS["cifar10-stylegan2"]["train"]
+    assert get_preset("celeba64-hybrid")["model"].resolution == 64
+    sg2 = PRESETS["cifar10-stylegan2"].train
     assert (sg2["lr"], sg2["r1_gamma"], sg2["batch"]) == (0.0025, 0.01, 64)
 
 
@@ -258,7 +258,7 @@ def test_tiny_preset_trains_samples_and_reloads(tmp_path, capsys, preset):
                *small_args(**SMALL_SG2)])
     assert rc == 0
     opts = json.loads((run / "training_options.json").read_text())
-    model = PRESETS[preset]["model"]
+    model = get_preset(preset)["model"]
     assert (opts["model"]["g_arch"], opts["model"]["d_arch"]) == (model.g_arch, model.d_arch)
     assert (run / "network-snapshot-000000016.safetensors").is_file() and (run / "fakes000000000.png").is_file()
     row = stats(run)[-1]

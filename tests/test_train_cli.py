@@ -24,8 +24,8 @@ def test_defaults_are_the_paper_recipe_but_bcr_weight_0_1():
     assert (cfg.bcr_real, cfg.bcr_fake, cfg.r1_gamma, cfg.lecam_weight) == (0.1, 0.1, 0.0, 0.0)
     assert cfg.augment == "translation,color,cutout,scale" and cfg.augment_p == 0.8
     opts = resolve_options("tiny")
-    assert opts["train"]["batch"] == 32 and opts["model"]["g_dim"] == 64
-    json.dumps(opts)  # plain JSON
+    assert opts.train.batch == 32 and opts.model.g_dim == 64
+    json.dumps(opts.to_dict())  # plain JSON
 
 
 def test_dry_run_prints_resolved_options_and_writes_nothing(tmp_path, capsys):
@@ -93,7 +93,7 @@ def test_missing_data_is_one_line_and_writes_nothing(tmp_path, capsys):
 def test_resume_refuses_model_changes(tmp_path, capsys):
     run = tmp_path / "R"
     run.mkdir()
-    opts = resolve_options("tiny")
+    opts = resolve_options("tiny").to_dict()
     opts["run_dir"] = str(run)
     (run / "training_options.json").write_text(json.dumps(opts))
     rc, _, err = main(["train", "--resume", run, "--set", "g_depth=3"], capsys)
@@ -142,9 +142,9 @@ def test_train_end_to_end_then_resume_and_sample(tmp_path, capsys):
 
 
 def test_one_resolver_for_new_and_resumed_runs():
-    new = resolve_options("tiny", overrides={"lr": "0.001", "g_dim": "32"}, world_size=2)
+    new = resolve_options("tiny", overrides={"lr": "0.001", "g_dim": "32"}, world_size=2).to_dict()
     assert new["world_size"] == 2 and new["batch_gpu_resolved"] == 16 and new["accumulation_rounds"] == 1
-    resumed = resolve_options(saved=new, kimg=3, overrides={"bcr_real": "0.5"})
+    resumed = resolve_options(saved=new, kimg=3, overrides={"bcr_real": "0.5"}).to_dict()
     assert resumed["preset"] == "tiny" and resumed["model"] == new["model"]
     assert resumed["train"] == {**new["train"], "kimg": 3.0, "bcr_real": 0.5}
     with pytest.raises(OptionError, match="cannot change model option"):

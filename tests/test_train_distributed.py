@@ -28,16 +28,15 @@ def torchrun(*args, timeout=240):
 
 SCRIPT = textwrap.dedent("""
     import gc, sys, torch, torch.distributed as dist
-    from vitgan.config import ModelConfig
     from vitgan.distributed import init_distributed
     from vitgan.train.loop import open_training_data
-    from vitgan.train.options import TrainConfig, resolve_options
+    from vitgan.train.options import resolve_options
     from vitgan.runs.writer import RunFiles
     from vitgan.train.trainer import Trainer
-    opts = resolve_options("tiny", data=sys.argv[1], overrides=dict(a.split("=", 1) for a in sys.argv[3:]), world_size=2)
-    cfg, mcfg = TrainConfig.from_dict(opts["train"]), ModelConfig.from_dict(opts["model"])
+    setup = resolve_options("tiny", data=sys.argv[1], overrides=dict(a.split("=", 1) for a in sys.argv[3:]), world_size=2)
     d = init_distributed("cpu")
-    t = Trainer(cfg, mcfg, d, open_training_data(cfg, mcfg, log=lambda *_: None), RunFiles(sys.argv[2], rank=d.rank))
+    data = open_training_data(setup.train, setup.model, log=lambda *_: None)
+    t = Trainer(setup, d, data, RunFiles(sys.argv[2], rank=d.rank))
     for _ in range(5):
         t.train_step()
     flat = lambda ts: torch.cat([x.detach().float().flatten() for x in ts])
@@ -268,7 +267,7 @@ PERTURB = textwrap.dedent("""
 
     def train_step(self):  # after the first step, rank 1 alone nudges one of D's weights
         step(self)
-        if self.d.rank == 1 and self.step == 1:
+        if self.dist.rank == 1 and self.step == 1:
             with torch.no_grad():
                 next(self.D.parameters()).view(-1)[0] += 1e-3
 

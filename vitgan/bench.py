@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -49,12 +50,9 @@ from contextlib import nullcontext
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vitgan.config import ModelConfig, parse_set
+from vitgan.config import parse_set
 from vitgan.layers.paths import reference_paths
 from vitgan.runtime import bf16_units, cpu_model
-from vitgan.train.augment import DiffAugment
-from vitgan.train.loss import ViTGANLoss
-from vitgan.train.options import TrainConfig
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": None}
 
@@ -119,27 +117,34 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def build(args):
     """(resolved options, the Trainer ``vitgan train`` would build from them) on random images."""
-    from vitgan.distributed import Dist
     from vitgan.train.options import resolve_options
-    from vitgan.train.trainer import Trainer
 
     pairs = {"precision": args.dtype, "device": args.device, **parse_set(args.set)}
     if args.compile:
         pairs["compile"] = "true"
     if args.reference:
         pairs.update(fused_attention="false", fused_inr="false")
-    options = resolve_options(args.preset, batch=args.batch, overrides=pairs)
-    cfg = TrainConfig.from_dict(options["train"])
-    model_cfg = ModelConfig.from_dict(options["model"])
+    setup = resolve_options(args.preset, batch=args.batch, overrides=pairs)
+    return setup, trainer_on_random_images(setup)
+
+
+def trainer_on_random_images(setup):
+    """The Trainer of ``setup`` (``resolve_options``' result) on its device, with max(batch, 64)
+    random images held in memory (ten classes when ``cond``, as labelled data would give)."""
+    from vitgan.distributed import Dist
+    from vitgan.train.loop import condition_on_data
+    from vitgan.train.options import check_device
+    from vitgan.train.trainer import Trainer
+
+    cfg, model_cfg = setup.train, setup.model
     n = max(cfg.batch, 64)
     images = torch.randint(0, 256, (n, model_cfg.channels, model_cfg.resolution, model_cfg.resolution),
                            dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     data = _InMemory(images)
-    if cfg.cond:  # class-conditional: ten classes, what `vitgan train` takes from labelled data
-        model_cfg = model_cfg.replace(classes=[f"class{k}" for k in range(10)])
-        data.labels, data.classes = torch.arange(n) % 10, model_cfg.classes
-    trainer = Trainer(cfg, model_cfg, Dist(device=torch.device(args.device)), data)
-    return options, trainer
+    if cfg.cond:
+        data.labels, data.classes = torch.arange(n) % 10, [f"class{k}" for k in range(10)]
+        setup = dataclasses.replace(setup, model=condition_on_data(cfg, model_cfg, data))
+    return Trainer(setup, Dist(device=check_device(cfg)), data)
 
 
 class _InMemory:
@@ -156,19 +161,20 @@ class _InMemory:
         return self.images[i]
 
 
-def count_step_flops(G, D, real, z, dtype, device, options: TrainConfig | None = None, c=None) -> int:
-    """FLOPs of one D step + one G step (forward and backward), on the reference paths, with
-    the loss weights and augmentation of ``options`` (default: TrainConfig's); ``c``: class
-    labels of a conditional G and D."""
-    cfg = options or TrainConfig()
-    loss = ViTGANLoss(G, D, augment=DiffAugment(cfg.augment, p=cfg.augment_p), bcr_real=cfg.bcr_real,
-                      bcr_fake=cfg.bcr_fake, lecam_weight=cfg.lecam_weight, autocast_dtype=dtype,
-                      device_type=device.type)
-    with reference_paths(G, D), FlopCounterMode(display=False) as counter:
-        loss.accumulate_gradients("Dmain", real, z, real_c=c, gen_c=c)
-        loss.accumulate_gradients("Gmain", real, z, gen_c=c)
-    G.zero_grad(set_to_none=True)
-    D.zero_grad(set_to_none=True)
+def count_step_flops(t) -> int:
+    """FLOPs of one of Trainer ``t``'s D steps (without R1) and G steps, forward and backward,
+    as they run (the Trainer's loss, augmentation and micro-batches), counted on the eager
+    modules' reference paths (a compiled graph hides its ops from the counter). Runs the steps:
+    the weights move on."""
+    loss = t.loss
+    run = loss.G, loss.D
+    loss.G, loss.D = t.G, t.D  # the eager modules, wrapped or compiled ones set back after
+    try:
+        with reference_paths(t.G, t.D), FlopCounterMode(display=False) as counter:
+            t.d_step(False)
+            t.g_step()
+    finally:
+        loss.G, loss.D = run
     return counter.get_total_flops()
 
 
@@ -176,8 +182,8 @@ def measure(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
-    options, t = build(args)
-    cfg, mcfg, device, dtype = t.cfg, t.model_cfg, t.d.device, t.autocast_dtype
+    setup, t = build(args)
+    cfg, mcfg, device, dtype = t.cfg, t.model_cfg, t.dist.device, t.autocast_dtype
     B = cfg.batch
     real = torch.rand(B, mcfg.channels, mcfg.resolution, mcfg.resolution, device=device) * 2 - 1
     z = torch.randn(B, mcfg.z_dim, device=device)
@@ -224,11 +230,10 @@ def measure(args) -> dict:
 
     peak = max(peak_before, matmul_peak_flops(device, dtype))
     profile_table = profile_step(t.train_step, args.profile) if args.profile else None
-    # FLOPs of one D step + G step, counted on the eager modules' reference paths.
-    step_flops = count_step_flops(t.G, t.D, real, z, dtype, device, options=cfg, c=c)
+    step_flops = count_step_flops(t)  # last: it steps the weights on
     achieved = step_flops / (step_ms / 1e3)
     res = {
-        "step": "Trainer.train_step", "options": options,
+        "step": "Trainer.train_step", "options": setup.to_dict(),
         "preset": args.preset, "batch": B, "dtype": cfg.precision, "compile": cfg.compile,
         "reference": not (mcfg.fused_attention or mcfg.fused_inr), "device": str(device),
         "machine": machine_name(device), "threads": torch.get_num_threads(), "torch": torch.__version__,

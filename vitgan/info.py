@@ -85,7 +85,8 @@ def model_info(cfg: ModelConfig) -> dict:
     }
 
 
-def _m(n: int) -> str:
+def count_text(n: int) -> str:
+    """A parameter count as people read it: 1.27M, 75.1k."""
     return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n / 1e3:.1f}k"
 
 
@@ -109,12 +110,12 @@ def format_info(info: dict, name: str = "") -> str:
     dash = lambda v: "-" if v is None else v  # noqa: E731
     for who, k, tokens, patch in (("generator", "g", info["tokens"], f"{dash(info['patch_size'])}"),
                                   ("discriminator", "d", info["d_tokens"], d_patch)):
-        lines.append(f"{who:15}{_m(info[who + '_params']):>10}{info[k + '_gflops']:>12.3f}"
+        lines.append(f"{who:15}{count_text(info[who + '_params']):>10}{info[k + '_gflops']:>12.3f}"
                      f"{dash(tokens):>8}{patch:>7}{info[k + '_blocks']:>8}{info[k + '_width']:>7}"
                      f"{dash(info[k + '_heads']):>7}{dash(info[k + '_mlp']):>6}")
-        lines += [f"  {part:13}{_m(n):>10}" for part, n in info[who + "_parts"].items()]
+        lines += [f"  {part:13}{count_text(n):>10}" for part, n in info[who + "_parts"].items()]
     return "\n".join(lines)
 
 
-__all__ = ["model_info", "format_info", "count_params", "forward_gflops", "generator_parts",
+__all__ = ["model_info", "format_info", "count_params", "count_text", "forward_gflops", "generator_parts",
            "discriminator_parts"]

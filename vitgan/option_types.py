@@ -1,6 +1,7 @@
 """The declared types of the option dataclasses, checked on values as JSON spells them.
 
-``--set key=value`` text is turned into a field's type by ``coerce`` (below); values that arrive
+``--set key=value`` text is turned into a field's type by ``coerce`` (below; ``option_spec.coerced``
+applies it to every pair); values that arrive
 already parsed (a hand-edited ``training_options.json``, a checkpoint's model config, a
 ``TrainConfig(...)`` call) are checked against the same declarations (the dataclass
 annotations) here, before any range check: ``"hflip": "no"`` would be truthy and ``"lr": "fast"``
@@ -16,7 +17,7 @@ import typing
 
 from vitgan.errors import OptionError
 
-__all__ = ["check_types", "json_kind", "coerce", "apply_overrides", "parse_set", "field_names"]
+__all__ = ["check_types", "json_kind", "coerce", "field_names"]
 
 
 def check_types(obj) -> None:
@@ -92,29 +93,6 @@ def coerce(value: str, annotation, key: str):
         name = getattr(annotation, "__name__", str(annotation))
         raise OptionError(f"{key}={value!r} is not a valid {name}") from None
     return value
-
-
-def apply_overrides(obj, pairs: dict[str, str], what: str = "option"):
-    """Return a copy of dataclass ``obj`` with string values ``pairs`` coerced and applied."""
-    fields = {f.name: f for f in dataclasses.fields(obj)}
-    hints = typing.get_type_hints(type(obj))
-    changes = {}
-    for key, text in pairs.items():
-        if key not in fields:
-            raise OptionError(f"unknown {what} {key!r}; valid keys: {', '.join(fields)}")
-        changes[key] = coerce(text, hints.get(key, str), key)
-    return dataclasses.replace(obj, **changes)
-
-
-def parse_set(items: list[str] | None) -> dict[str, str]:
-    """Parse ``["key=value", ...]`` from ``--set`` into a dict, or raise OptionError."""
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise OptionError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
 
 
 def field_names(cls) -> list[str]:

@@ -1,4 +1,4 @@
-"""`vitgan train`: resolve every option, check them, then hand one dict to the training loop.
+"""`vitgan train`: resolve every option, check them once, then hand the result to the training loop.
 
     vitgan train --preset tiny --data ../shared/data/cifar10-yk-jpeg.tar.gz --kimg 1 --out R
     vitgan train --resume R --kimg 2                      # continue R up to 2 kimg
@@ -15,13 +15,19 @@ run folder itself and must be new or empty; without it runs go to ``runs/<NNNNN>
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vitgan.config import parse_set, preset_names
 from vitgan.errors import OptionError, UserError, one_line, out_of_memory
+
+if TYPE_CHECKING:
+    from vitgan.train.options import Resolved
 
 
 def add_arguments(p) -> None:
@@ -39,18 +45,32 @@ def add_arguments(p) -> None:
                         "*.safetensors: from that snapshot's weights, when no checkpoint is left)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="override a training or model option (repeatable), e.g. --set lr=0.001")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved options as JSON and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved options as JSON (with \"consumers\": what the loss, the Adams, "
+                        "DiffAugment and the EMA take) and exit")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter  # the tables below keep their lines
+    p.epilog = options_help()
 
 
-def resolve(args) -> tuple[dict, bool]:
-    """Return (options with run_dir, resume?) or raise OptionError / UserError; writes nothing."""
+def options_help() -> str:
+    """Every --set key, from its declaration: default, allowed values, what it is."""
+    from vitgan.config import ModelConfig
+    from vitgan.option_spec import help_table
+    from vitgan.train.options import TrainConfig
+
+    return (help_table(TrainConfig, "training options (--set KEY=VALUE; default, what it is (allowed values)):")
+            + "\n\n" + help_table(ModelConfig, "model options (--set KEY=VALUE, new runs only):"))
+
+
+def resolve(args) -> tuple[Resolved, bool]:
+    """Return (the resolved options, their record with run_dir, resume?) or raise OptionError /
+    UserError; writes nothing."""
     from vitgan.runs.layout import check_new_run_dir, default_run_dir
     from vitgan.runs.lock import refuse_if_locked
     from vitgan.runs.options_file import read_options
     from vitgan.train.options import TrainConfig, resolve_options
 
     pairs = parse_set(args.set)  # --kimg / --batch are checked with the rest, by TrainConfig
-    data = _abs_if_path(args.data)
     saved = run_dir = snapshot = None
     if args.resume:
         run_dir = Path(args.resume)
@@ -60,25 +80,18 @@ def resolve(args) -> tuple[dict, bool]:
         refuse_if_locked(run_dir)  # a run is writing it now: say so before anything else
         if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
             raise OptionError("--out and --resume name different folders; a resumed run stays in its folder")
-    options = resolve_options(args.preset, saved=saved, data=data, kimg=args.kimg, batch=args.batch,
-                              overrides=pairs, world_size=_world_size())
+    setup = resolve_options(args.preset, saved=saved, data=args.data, kimg=args.kimg, batch=args.batch,
+                            overrides=pairs, world_size=_world_size())
     if run_dir is None:
-        options["train"]["data"] = _abs_if_path(options["train"]["data"])
-        run_dir = Path(args.out) if args.out else default_run_dir("runs", options["preset"],
-                                                                    options["train"]["data"])
+        run_dir = Path(args.out) if args.out else default_run_dir("runs", setup.preset, setup.train.data)
         check_new_run_dir(run_dir)
-    options["run_dir"] = str(run_dir.resolve())
+    record = {"run_dir": str(run_dir.resolve())}
     if snapshot is not None:
-        options["resume_from"] = str(snapshot)
+        record["resume_from"] = str(snapshot)
     if saved is not None and saved.get("dataset"):  # what the run trained on so far (weights from other data are refused)
-        options["dataset"] = saved["dataset"]
-    return _stamp(options, getattr(args, "_argv", sys.argv[1:])), saved is not None
-
-
-def _abs_if_path(data: str | None) -> str | None:
-    if data is not None and os.path.exists(data):
-        return os.path.abspath(data)
-    return data
+        record["dataset"] = saved["dataset"]
+    record.update(_stamp(getattr(args, "_argv", sys.argv[1:])))
+    return dataclasses.replace(setup, record=record), saved is not None
 
 
 def _world_size() -> int:
@@ -88,25 +101,23 @@ def _world_size() -> int:
         raise UserError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
 
 
-def _stamp(options: dict, argv: list[str]) -> dict:
+def _stamp(argv: list[str]) -> dict:
     import shlex
 
     import vitgan
 
-    options["vitgan_version"] = vitgan.__version__
-    options["command"] = shlex.join(["vitgan", *argv])
-    return options
+    return {"vitgan_version": vitgan.__version__, "command": shlex.join(["vitgan", *argv])}
 
 
 def run(args) -> int:
-    options, resume = resolve(args)
+    setup, resume = resolve(args)
     if args.dry_run:
-        print(json.dumps(options, indent=2))
+        print(json.dumps(setup.dry_run(), indent=2))
         return 0
     from vitgan.train.loop import training_loop
 
     try:
-        return training_loop(options, resume=resume)
+        return training_loop(setup, resume=resume)
     except UserError:
         raise
     except OSError as err:  # anything not already named more precisely

@@ -29,9 +29,9 @@ def save_attention_map(t, nimg: int) -> None:
     if not t.files.active:
         return
     D = t.D
-    i = reals_indices(len(t.ds), t.cfg.grid * t.cfg.grid, t.cfg.seed)[0]  # reals.png's first image
-    x = (torch.as_tensor(t.ds[i]).float()[None] / 127.5 - 1).to(t.d.device)
-    c = None if not t.cond else torch.as_tensor(t.ds.labels[i]).reshape(1).to(t.d.device)
+    i = reals_indices(len(t.dataset), t.cfg.grid * t.cfg.grid, t.cfg.seed)[0]  # reals.png's first image
+    x = (torch.as_tensor(t.dataset[i]).float()[None] / 127.5 - 1).to(t.dist.device)
+    c = None if not t.cond else torch.as_tensor(t.dataset.labels[i]).reshape(1).to(t.dist.device)
     was_training = D.training
     D.eval()
     try:

@@ -16,6 +16,7 @@ agreed on by every rank, and at each snapshot every rank's G, D and G_ema must b
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shlex
@@ -34,7 +35,7 @@ from vitgan.runs.lock import RunLock
 from vitgan.runs.options_file import record_resume
 from vitgan.runs.writer import RunFiles
 from vitgan.train import state
-from vitgan.train.options import TrainConfig
+from vitgan.train.options import Resolved, TrainConfig
 from vitgan.train.report import Reporter, TickStats, fmt_time
 from vitgan.train.replicas import check_replicas
 from vitgan.train.trainer import Trainer
@@ -43,26 +44,26 @@ __all__ = ["training_loop", "open_training_data", "condition_on_data", "StopFlag
 
 
 # ================================================================================ set-up
-def training_loop(options: dict, *, resume: bool = False, console=None) -> int:
-    """Run (or continue, ``resume=True``) the training described by ``options`` (the dict that
-    ``resolve_options`` made, with "run_dir" set). Returns the exit code: 0 when done, 128 + N
-    when stopped by signal N (after saving a checkpoint). Raises UserError for anything the
-    user can fix."""
-    cfg = TrainConfig.from_dict(options["train"])
-    model_cfg = ModelConfig.from_dict(options["model"])
-    d = init_distributed(cfg.device)
+def training_loop(setup: Resolved, *, resume: bool = False, console=None) -> int:
+    """Run (or continue, ``resume=True``) the training that ``setup`` describes (what
+    ``resolve_options`` made, its ``record`` with "run_dir" set; taken as it is, not checked
+    again). Returns the exit code: 0 when done, 128 + N when stopped by signal N (after saving
+    a checkpoint). Raises UserError for anything the user can fix."""
+    d = init_distributed(setup.train.device)
     try:
-        return _train(options, cfg, model_cfg, d, resume, console)
+        return _train(setup, d, resume, console)
     except RuntimeError as err:  # a peer died: one line naming it, not gloo's traceback
-        again = (f"start every rank again with --resume {options['run_dir']} (its last checkpoint is kept)"
-                 if list_manifests(options["run_dir"]) else "start every rank again with the same command")
+        run_dir = setup.record["run_dir"]
+        again = (f"start every rank again with --resume {run_dir} (its last checkpoint is kept)"
+                 if list_manifests(run_dir) else "start every rank again with the same command")
         check_lost(d, err, again)
         raise
     finally:
         shutdown(d)
 
 
-def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: bool, console) -> int:
+def _train(setup: Resolved, d: Dist, resume: bool, console) -> int:
+    options, cfg, model_cfg = setup.to_dict(), setup.train, setup.model
     if options.get("world_size", d.world_size) != d.world_size:
         raise OptionError(f"the options were resolved for {options['world_size']} process(es), this "
                           f"run has {d.world_size}; resolve them again (vitgan train does)")
@@ -92,7 +93,8 @@ def _train(options, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, resume: b
                 check_n(needs_real(cfg.metrics), len(dataset), f"{cfg.data} has {len(dataset)} images",
                         "use more data or other metrics")
             extractor = load_inception(None, d.device)
-        t = Trainer(cfg, model_cfg, d, dataset, files)  # bad batch split / fp16 on CPU: before any write
+        setup = dataclasses.replace(setup, model=model_cfg)
+        t = Trainer(setup, d, dataset, files)  # bad batch split / fp16 on CPU: before any write
         t.metrics_extractor = extractor
         try:
             t.run_fingerprint = (options.get("dataset") or {}).get("fingerprint")  # what the run records
@@ -173,11 +175,11 @@ def open_training_data(cfg: TrainConfig, model_cfg: ModelConfig, log=print):
 
 # ================================================================================ the tick loop
 def _run(t: Trainer, manifest: dict | None, resume: bool) -> int:
-    cfg, d, files = t.cfg, t.d, t.files
-    skipped = getattr(t.ds, "skipped", 0)
+    cfg, d, files = t.cfg, t.dist, t.files
+    skipped = getattr(t.dataset, "skipped", 0)
     if skipped:
-        files.log(f"warning: {skipped} of {len(t.ds) + skipped} images in {cfg.data} were unreadable and "
-                  f"skipped; training on {len(t.ds)}")
+        files.log(f"warning: {skipped} of {len(t.dataset) + skipped} images in {cfg.data} were unreadable and "
+                  f"skipped; training on {len(t.dataset)}")
     if resume and manifest is not None:
         state.load(t, manifest)
         files.log(f"resumed from {t.last_ckpt or manifest.get('snapshot')} at kimg {t.nimg / 1000:.3f} (step {t.step})")

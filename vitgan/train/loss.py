@@ -115,7 +115,7 @@ class ViTGANLoss:
         r1_gamma: float = TrainConfig.r1_gamma,
         r1_interval: int = TrainConfig.r1_interval,
         lecam_weight: float = TrainConfig.lecam_weight,
-        lecam_ema: float = 0.99,
+        lecam_ema: float = TrainConfig.lecam_ema,
         autocast_dtype: torch.dtype | None = None,
         device_type: str = "cpu",
         bcr_transform: Augment | None = None,

@@ -3,9 +3,14 @@
 ``vitgan train`` resolves a preset's model and training defaults (or, resuming, the run's saved
 options), the command-line flags and every ``--set key=value`` into one plain dict
 (``resolve_options``, the one resolver for new and resumed runs), writes it to the run folder as
-``training_options.json`` and hands it to ``training_loop``. ``TrainConfig`` and ``ModelConfig``
-validate themselves when made (``__post_init__``), so every value is checked once, at
-resolution; the loss, the augmentation and the trainer trust them. A run can be read back
+``training_options.json``. ``TrainConfig`` and ``ModelConfig`` declare every option once (type,
+range or choices, help: ``vitgan.option_spec``) and check themselves by those declarations when
+made (``__post_init__``), so every value is checked once, at resolution. The resolver returns a
+``Resolved``: the typed options and, built once, the arguments of each consumer (``Consumers``:
+the loss, the two Adams, DiffAugment, the EMA, as stylegan2-ada passes ``loss_kwargs``), which
+``training_loop`` and the Trainer take as they are; the loss, the augmentation and the trainer
+trust them. A new training option is its declaration here (``to=`` names its consumer) and its
+consumer's parameter. A run can be read back
 and repeated from that file alone (stylegan2-ada style). Time is counted in kimg (thousands of
 real images shown to D) everywhere: length, EMA half-life, tick, snapshot, grid and metric
 intervals, so nothing depends on the batch size or on the number of processes.
@@ -34,17 +39,21 @@ the regulariser at a weight that does not hold D near chance.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from dataclasses import dataclass, field
 
-from vitgan.config import ModelConfig, apply_overrides, check_finite, field_names, get_preset
-from vitgan.option_types import check_types
+from vitgan.config import ModelConfig, field_names, get_preset
 from vitgan.errors import OptionError
+from vitgan.option_spec import check, coerced, option
 from vitgan.train.augment import DEFAULT_P, DEFAULT_POLICY, parse_policy
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 NAN_POLICIES = ("stop", "rollback")
+
+
+def _device(value: str) -> None:
+    if not (value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())):
+        raise OptionError(f"device={value!r} is not valid; choose auto, cpu, cuda or cuda:N")
 
 
 @dataclass
@@ -52,121 +61,81 @@ class TrainConfig:
     """Every training option. Defaults = the paper's recipe; a preset may override some."""
 
     # --- data ---
-    data: str = "cifar10"            # cifar10 | celeba | lsun-bedroom | a folder / archive / .npz
-    split: str = "train"
-    max_images: int | None = None    # use only the first N images (None: all)
-    hflip: bool = False              # random horizontal flips of the real images
-    workers: int | None = None       # DataLoader workers for datasets not held in memory (None: auto)
-    cond: bool = False               # class-conditional G and D on the data's labels (the model's
-                                     # `classes` are then the data's class names, set at the start)
+    data: str = option("cifar10", "cifar10 | celeba | lsun-bedroom | a folder / archive / .npz")
+    split: str = option("train", "the data's split")
+    max_images: int | None = option(None, "use only the first N images (none: all)", ge=1)
+    hflip: bool = option(False, "random horizontal flips of the real images")
+    workers: int | None = option(None, "DataLoader workers for data not held in memory (none: auto)", ge=0)
+    # the model's `classes` are then the data's class names, set at the start
+    cond: bool = option(False, "class-conditional G and D on the data's labels")
     # --- length and batch (time is in kimg = thousands of real images shown to D) ---
-    kimg: float = 100000.0           # total length (stylegan2-ada's CIFAR length)
-    batch: int = 128                 # global batch, over all processes
-    batch_gpu: int = 0               # per-process micro-batch; 0 = batch / world size (no accumulation)
-    # --- optimiser (Adam for both players) ---
-    lr: float = 0.002
-    g_lr: float | None = None        # None: lr
-    d_lr: float | None = None        # None: lr
-    beta1: float = 0.0
-    beta2: float = 0.99
-    lr_warmup_kimg: float = 0.0      # linear lr warm-up from 0 over this many kimg (0: off)
+    kimg: float = option(100000.0, "total length in kimg (stylegan2-ada's CIFAR length)", gt=0)
+    batch: int = option(128, "global batch, over all processes", ge=1)
+    batch_gpu: int = option(0, "per-process micro-batch; 0: batch / world size (no accumulation)", ge=0)
+    # --- optimiser (Adam for both players; Consumers.of decides each player's lr) ---
+    lr: float = option(0.002, "Adam's learning rate of both players", gt=0)
+    g_lr: float | None = option(None, "G's learning rate (none: lr)", gt=0)
+    d_lr: float | None = option(None, "D's learning rate (none: lr)", gt=0)
+    beta1: float = option(0.0, "Adam's beta1", ge=0, lt=1)
+    beta2: float = option(0.99, "Adam's beta2", ge=0, lt=1)
+    lr_warmup_kimg: float = option(0.0, "linear lr warm-up from 0 over this many kimg (0: off)", ge=0)
     # --- EMA of G (samples and metrics always come from it) ---
-    ema_kimg: float = 500.0          # half-life in kimg
-    ema_rampup: float | None = 0.05  # half-life <= ema_rampup * kimg so far (None: off)
-    # --- loss and regularisers ---
-    bcr_real: float = 0.1            # bCR lambda_real (paper: 10; 1 before 2026-12-04: at widths 64 and
-    bcr_fake: float = 0.1            # 128 it holds D near chance, README "Does it train?"); lambda_fake
-    r1_gamma: float = 0.0            # lazy R1 weight (0: off, as in the paper)
-    r1_interval: int = 16            # R1 every N steps, scaled by N (lazy regularisation)
-    lecam_weight: float = 0.0        # LeCam weight (0: off, as in the paper)
+    ema_kimg: float = option(500.0, "EMA half-life in kimg", ge=0, to="ema", arg="halflife_kimg")
+    ema_rampup: float | None = option(0.05, "EMA half-life <= this x kimg so far (none: off)", gt=0,
+                                      to="ema", arg="rampup")
+    # --- loss and regularisers (paper: bCR 10; 1 before 2026-12-04; at widths 64 and 128 both
+    # hold D near chance, README "Does it train?") ---
+    bcr_real: float = option(0.1, "bCR lambda_real (0: off)", ge=0, to="loss")
+    bcr_fake: float = option(0.1, "bCR lambda_fake (0: off)", ge=0, to="loss")
+    r1_gamma: float = option(0.0, "lazy R1 weight (0: off, as in the paper)", ge=0, to="loss")
+    r1_interval: int = option(16, "R1 every N steps, scaled by N (lazy regularisation)", ge=1, to="loss")
+    lecam_weight: float = option(0.0, "LeCam weight (0: off, as in the paper)", ge=0, to="loss")
+    lecam_ema: float = option(0.99, "decay of LeCam's EMA anchors of D's logits", ge=0, lt=1, to="loss")
     # --- DiffAugment ---
-    augment: str = DEFAULT_POLICY    # comma list of ops (augment.OPS); "" or "none": off
-    augment_p: float = DEFAULT_P     # probability of each op, per image
+    augment: str = option(DEFAULT_POLICY, "DiffAugment's ops", check=parse_policy,
+                          words="a comma list of translation, color, cutout, scale; none: off",
+                          to="augment", arg="policy")
+    augment_p: float = option(DEFAULT_P, "probability of each op, per image", ge=0, le=1, to="augment", arg="p")
     # --- intervals (kimg) ---
-    tick_kimg: float = 4.0           # progress line, stats.jsonl row, NaN check
-    ckpt_kimg: float = 20.0          # rolling resume checkpoint (the last `keep_ckpt` are kept)
-    snap_kimg: float = 500.0         # permanent network-snapshot-<kimg>.safetensors
-    image_kimg: float = 50.0         # fakes<kimg>.png grid from fixed latents
-    metrics_kimg: float = 0.0        # metrics on G_ema every N kimg (0: off)
-    keep_ckpt: int = 2               # rolling checkpoints kept (>= 2 so a damaged one has a fallback)
+    tick_kimg: float = option(4.0, "progress line, stats.jsonl row, NaN check every N kimg", gt=0)
+    ckpt_kimg: float = option(20.0, "rolling resume checkpoint every N kimg", gt=0)
+    snap_kimg: float = option(500.0, "permanent network-snapshot every N kimg", gt=0)
+    image_kimg: float = option(50.0, "fakes<nimg>.png grid from fixed latents every N kimg", gt=0)
+    metrics_kimg: float = option(0.0, "metrics on G_ema every N kimg (0: off)", ge=0)
+    keep_ckpt: int = option(2, "rolling checkpoints kept", ge=2, why="a damaged checkpoint needs a fallback")
     # --- metrics ---
-    metrics: list[str] = field(default_factory=lambda: ["fid"])
-    metrics_n: int = 10000           # generated samples per metric evaluation
-    metrics_batch: int = 64
+    metrics: list[str] = option(help="metrics of the training runs (fid, kid, is, pr, dc, div)",
+                                factory=lambda: ["fid"])
+    metrics_n: int = option(10000, "generated samples per metric evaluation", ge=1)
+    metrics_batch: int = option(64, "batch of the metric passes", ge=1)
     # --- samples ---
-    grid: int = 8                    # the fixed-latent grid is grid x grid images
+    grid: int = option(8, "the fixed-latent grid is grid x grid images", ge=1)
     # --- numerics and speed ---
-    seed: int = 0
-    precision: str = "fp32"          # fp32 | bf16 (CPU or CUDA autocast) | fp16 (CUDA, GradScaler) |
-                                     # auto (bf16 where the device has bf16 units, else fp32);
-                                     # bf16 on a CPU without bf16 units runs as fp32, with a warning
-    compile: bool = False            # torch.compile G and D
-    deterministic: bool = False      # torch.use_deterministic_algorithms + no TF32
-    device: str = "auto"             # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
+    seed: int = option(0, "seed of every random stream")
+    # bf16: CPU or CUDA autocast; fp16: CUDA, GradScaler; auto: bf16 where the device has bf16
+    # units, else fp32; bf16 on a CPU without bf16 units runs as fp32, with a warning
+    precision: str = option("fp32", "autocast dtype of the forwards", choices=PRECISIONS)
+    compile: bool = option(False, "torch.compile G and D")
+    deterministic: bool = option(False, "torch.use_deterministic_algorithms + no TF32")
+    device: str = option("auto", "cuda:LOCAL_RANK under torchrun", check=_device,
+                         words="auto, cpu, cuda or cuda:N")
     # --- when things go wrong ---
-    nan_policy: str = "stop"         # stop | rollback (reload the last checkpoint, lr *= nan_lr_mult)
-    nan_lr_mult: float = 0.5
-    nan_max_rollbacks: int = 3
+    nan_policy: str = option("stop", "rollback: reload the last checkpoint, lr *= nan_lr_mult",
+                             choices=NAN_POLICIES)
+    nan_lr_mult: float = option(0.5, "lr factor of each NaN rollback", gt=0, lt=1)
+    nan_max_rollbacks: int = option(3, "NaN rollbacks before stopping", ge=0)
 
     def __post_init__(self):
         self.validate()
 
-    # ---------------------------------------------------------------- checks
     def validate(self) -> None:
-        check_types(self)  # the declared types first ("lr": "fast" in an edited options file)
-        check_finite(self)  # nan / inf in any number (--set lr=nan, --kimg inf): before the ranges
-        if self.precision not in PRECISIONS:
-            raise OptionError(f"precision={self.precision!r} is not valid; choose one of "
-                              + ", ".join(PRECISIONS))
-        if self.nan_policy not in NAN_POLICIES:
-            raise OptionError(f"nan_policy={self.nan_policy!r} is not valid; choose one of "
-                              + ", ".join(NAN_POLICIES))
-        parse_policy(self.augment)  # the one list of ops (augment.OPS)
-        if not 0.0 <= self.augment_p <= 1.0:
-            raise OptionError(f"augment_p must be in [0, 1], got {self.augment_p}")
-        for name in ("batch", "r1_interval", "grid", "keep_ckpt", "metrics_n", "metrics_batch"):
-            if getattr(self, name) <= 0:
-                raise OptionError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.keep_ckpt < 2:
-            raise OptionError(f"keep_ckpt must be >= 2 (a damaged checkpoint needs a fallback), "
-                              f"got {self.keep_ckpt}")
-        if int(self.r1_interval) != self.r1_interval:
-            raise OptionError(f"r1_interval must be a whole number >= 1, got {self.r1_interval}")
-        if self.batch_gpu < 0:
-            raise OptionError(f"batch_gpu must be >= 0 (0: batch / world size), got {self.batch_gpu}")
-        if self.kimg <= 0:
-            raise OptionError(f"kimg must be > 0, got {self.kimg}")
-        for name in ("tick_kimg", "ckpt_kimg", "snap_kimg", "image_kimg"):
-            if getattr(self, name) <= 0:
-                raise OptionError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("metrics_kimg", "lr_warmup_kimg", "ema_kimg", "bcr_real", "bcr_fake",
-                     "r1_gamma", "lecam_weight"):
-            if getattr(self, name) < 0:
-                raise OptionError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "g_lr", "d_lr"):
-            v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise OptionError(f"{name} must be > 0, got {v}")
-        for name in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise OptionError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.ema_rampup is not None and self.ema_rampup <= 0:
-            raise OptionError(f"ema_rampup must be > 0 or none, got {self.ema_rampup}")
-        if not 0.0 < self.nan_lr_mult < 1.0:
-            raise OptionError(f"nan_lr_mult must be in (0, 1), got {self.nan_lr_mult}")
-        if self.nan_max_rollbacks < 0:
-            raise OptionError(f"nan_max_rollbacks must be >= 0, got {self.nan_max_rollbacks}")
-        if self.workers is not None and self.workers < 0:
-            raise OptionError(f"workers must be >= 0 or none, got {self.workers}")
-        if self.max_images is not None and self.max_images <= 0:
-            raise OptionError(f"max_images must be a positive integer or none, got {self.max_images}")
+        """The declared types, ranges and choices (``option_spec.check``), then what one field alone
+        cannot say."""
+        check(self)
         if self.metrics:
             from vitgan.metrics.registry import check_n  # raises OptionError on unknown names too
 
             check_n(self.metrics, self.metrics_n, f"metrics_n={self.metrics_n}", "raise metrics_n")
-        dev = self.device
-        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise OptionError(f"device={dev!r} is not valid; choose auto, cpu, cuda or cuda:N")
 
     def check_batch(self, world_size: int) -> tuple[int, int]:
         """Return (per-process micro-batch, accumulation rounds) or raise OptionError."""
@@ -194,6 +163,54 @@ class TrainConfig:
         return cls(**data)  # validated in __post_init__
 
 
+@dataclass(frozen=True)
+class Consumers:
+    """Each consumer's arguments, built once from the declarations (``Consumers.of``):
+    ``ViTGANLoss(G, D, augment, **loss)``, ``DiffAugment(**augment)``, ``EMA(G, **ema)``,
+    ``Adam(G's parameters, **G_opt)`` and ``Adam(D's parameters, **D_opt)``."""
+
+    loss: dict
+    augment: dict
+    ema: dict
+    G_opt: dict
+    D_opt: dict
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> "Consumers":
+        from vitgan.option_spec import consumer_kwargs
+
+        def adam(own_lr):  # each player's lr: its own, else the shared one (decided here only)
+            return {"lr": cfg.lr if own_lr is None else own_lr, "betas": (cfg.beta1, cfg.beta2)}
+
+        return cls(loss=consumer_kwargs(cfg, "loss"), augment=consumer_kwargs(cfg, "augment"),
+                   ema=consumer_kwargs(cfg, "ema"), G_opt=adam(cfg.g_lr), D_opt=adam(cfg.d_lr))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What ``resolve_options`` makes, once: the checked options, the batch split and each
+    consumer's arguments. ``record``: what the run folder records beside them (``vitgan train``
+    adds run_dir, command, ...); ``to_dict()`` is training_options.json's content."""
+
+    preset: str
+    train: TrainConfig
+    model: ModelConfig
+    world_size: int
+    micro: int
+    rounds: int
+    consumers: Consumers
+    record: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"preset": self.preset, "train": self.train.to_dict(), "model": self.model.to_dict(),
+                "world_size": self.world_size, "batch_gpu_resolved": self.micro,
+                "accumulation_rounds": self.rounds, **self.record}
+
+    def dry_run(self) -> dict:
+        """``--dry-run``'s JSON: the options to be written, and what each consumer takes."""
+        return {**self.to_dict(), "consumers": dataclasses.asdict(self.consumers)}
+
+
 def split_overrides(pairs: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """Split ``--set`` pairs into (TrainConfig pairs, ModelConfig pairs); unknown keys raise."""
     train_keys, model_keys = set(field_names(TrainConfig)), set(field_names(ModelConfig))
@@ -212,12 +229,12 @@ def split_overrides(pairs: dict[str, str]) -> tuple[dict[str, str], dict[str, st
 
 def resolve_options(preset: str | None = None, *, saved: dict | None = None, data: str | None = None,
                     kimg: float | None = None, batch: int | None = None,
-                    overrides: dict[str, str] | None = None, world_size: int = 1) -> dict:
+                    overrides: dict[str, str] | None = None, world_size: int = 1) -> Resolved:
     """The one resolver, for new and resumed runs. New run: the preset (default cifar10) ->
     flags -> ``--set``. Resumed run (``saved``: its training_options.json): the saved options ->
-    flags -> ``--set`` of training keys (the model of a run cannot change). Returns
-    {"preset", "train": TrainConfig dict, "model": ModelConfig dict, "world_size",
-    "batch_gpu_resolved", "accumulation_rounds"}.
+    flags -> ``--set`` of training keys (the model of a run cannot change). Each config is made
+    (and so checked) once, from the merged values; ``data`` naming an existing path is made
+    absolute. Returns the ``Resolved`` options with each consumer's arguments.
 
     Raises OptionError (exit code 2) for any bad value or batch split; touches no file.
     """
@@ -229,19 +246,21 @@ def resolve_options(preset: str | None = None, *, saved: dict | None = None, dat
         if model_pairs:
             raise OptionError(f"cannot change model option(s) {', '.join(model_pairs)} of an "
                               f"existing run; start a new run instead")
-        preset = saved["preset"]
-        cfg = TrainConfig.from_dict(saved["train"])
+        preset, train = saved["preset"], dict(saved["train"])
         model = ModelConfig.from_dict(saved["model"])
     else:
         preset = preset or "cifar10"
-        p = get_preset(preset)
+        p = get_preset(preset, built=False)
         unknown = sorted(set(p["train"]) - set(field_names(TrainConfig)))
         if unknown:  # a preset naming a key the trainer does not know is a bug, say so clearly
             raise OptionError(f"preset {preset!r} sets unknown training option(s) {', '.join(unknown)}")
-        cfg = TrainConfig(**p["train"])
-        model = apply_overrides(p["model"], model_pairs, what="model option")  # re-validates
+        train = dict(p["train"])
+        model = ModelConfig(**{**p["model"], **coerced(ModelConfig, model_pairs, "model option")})
     flags = {k: v for k, v in (("data", data), ("kimg", kimg), ("batch", batch)) if v is not None}
-    cfg = apply_overrides(dataclasses.replace(cfg, **flags), train_pairs, what="training option")
+    train.update(flags, **coerced(TrainConfig, train_pairs, "training option"))
+    if saved is None or data is not None:
+        train["data"] = _abs_if_path(train["data"])
+    cfg = TrainConfig.from_dict(train)
     if saved is not None and cfg.cond != bool(model.classes):
         raise OptionError(f"cannot switch cond to {str(cfg.cond).lower()} for an existing "
                           f"{'conditional' if model.classes else 'unconditional'} run; start a new run instead")
@@ -253,8 +272,13 @@ def resolve_options(preset: str | None = None, *, saved: dict | None = None, dat
     from vitgan.sizes import check_fits  # before anything is built: one line, how much, what to lower
 
     check_fits(model, micro=micro, grid=cfg.grid, half=cfg.precision in ("bf16", "fp16"), device=device)
-    return {"preset": preset, "train": cfg.to_dict(), "model": model.to_dict(), "world_size": world_size,
-            "batch_gpu_resolved": micro, "accumulation_rounds": rounds}
+    return Resolved(preset, cfg, model, world_size, micro, rounds, Consumers.of(cfg))
+
+
+def _abs_if_path(data):
+    import os
+
+    return os.path.abspath(data) if isinstance(data, str) and os.path.exists(data) else data
 
 
 def check_device(cfg: TrainConfig, local_rank: int | None = None):
@@ -302,12 +326,9 @@ def resolve_precision(cfg: TrainConfig, device=None) -> TrainConfig:
         print(f"vitgan: warning: precision=bf16 asked for, but this {dev.type.upper()} has no bf16 "
               f"units (no avx512_bf16 / amx_bf16), where bf16 runs ~100x slower than fp32: training "
               f"in fp32 instead (precision=fp32 in the options)", file=sys.stderr, flush=True)
-    return dataclasses.replace(cfg, precision="bf16" if units else "fp32")
+    precision = "bf16" if units else "fp32"
+    return cfg if precision == cfg.precision else dataclasses.replace(cfg, precision=precision)
 
 
-def dumps(options: dict) -> str:
-    return json.dumps(options, indent=2, sort_keys=False)
-
-
-__all__ = ["TrainConfig", "PRECISIONS", "NAN_POLICIES",
-           "split_overrides", "resolve_options", "check_device", "resolve_precision", "dumps"]
+__all__ = ["TrainConfig", "Consumers", "Resolved", "PRECISIONS", "NAN_POLICIES",
+           "split_overrides", "resolve_options", "check_device", "resolve_precision"]

@@ -99,7 +99,7 @@ class Reporter:
     # ------------------------------------------------------------------ progress bar
     def open_bar(self) -> None:
         self.close_bar()
-        if not self.t.d.is_main:
+        if not self.t.dist.is_main:
             return
         try:
             from tqdm import tqdm
@@ -133,7 +133,7 @@ class Reporter:
                 "sec_per_kimg": round(tick_time / max(imgs, 1) * 1000, 3),
                 "images_per_s": round(imgs / max(tick_time, 1e-9), 2),
                 "maintenance_s": round(maintenance, 3), "total_s": round(total_s, 1),
-                "peak_mem_gb": round(peak_memory_gb(t.d.device), 3), "lr_g": g_lr, "lr_d": d_lr,
+                "peak_mem_gb": round(peak_memory_gb(t.dist.device), 3), "lr_g": g_lr, "lr_d": d_lr,
                 **{k: v for k, v in losses.items()}}
 
     def write_row(self, row: dict) -> None:

@@ -81,12 +81,12 @@ def capture(t) -> dict:
     """Training state in types torch.load(weights_only=True) accepts. Every rank must call
     it (the per-rank random streams and data positions are gathered to rank 0)."""
     data = {"position": t.data.position, "batch": t.micro, "images": t.data.position * t.micro}
-    mine = {"rng": rng_state(t.d.device, t.gens), "data": data,
+    mine = {"rng": rng_state(t.dist.device, t.gens), "data": data,
             "loss": {k: v.cpu() for k, v in t.loss.state_dict().items()}}
-    ranks = all_gather_object(t.d, mine)
+    ranks = all_gather_object(t.dist, mine)
     return {
         "format": STATE_FORMAT, "nimg": t.nimg, "step": t.step, "tick": t.tick,
-        "lr_scale": t.lr_scale, "rollbacks": t.rollbacks, "world_size": t.d.world_size,
+        "lr_scale": t.lr_scale, "rollbacks": t.rollbacks, "world_size": t.dist.world_size,
         "G_opt": t.G_opt.state_dict(), "D_opt": t.D_opt.state_dict(),
         "G_scaler": t.G_scaler.state_dict(), "D_scaler": t.D_scaler.state_dict(),
         "ema": {"halflife_kimg": t.ema.halflife_kimg, "rampup": t.ema.rampup},
@@ -97,7 +97,7 @@ def capture(t) -> dict:
 def save(t, *, snapshot: bool = False) -> None:
     """Write a checkpoint (rank 0); every rank calls (for the gathered per-rank state)."""
     state = capture(t)
-    if not t.d.is_main:
+    if not t.dist.is_main:
         return
     modules = {"G": t.G, "D": t.D, "G_ema": t.ema.module}
     hint = f"the last complete checkpoint is {t.last_ckpt}" if t.last_ckpt else ""
@@ -105,7 +105,7 @@ def save(t, *, snapshot: bool = False) -> None:
         t.last_ckpt = ckpt.save_checkpoint(t.run_dir, modules=modules, model_cfg=t.model_cfg,
                                            state=state, nimg=t.nimg, step=t.step,
                                            keep=t.cfg.keep_ckpt, snapshot=snapshot,
-                                           data_fingerprint=getattr(t.ds, "fingerprint", None))
+                                           data_fingerprint=getattr(t.dataset, "fingerprint", None))
 
 
 # ================================================================================ load
@@ -137,19 +137,19 @@ def load(t, manifest: dict) -> None:
     t.nimg, t.step, t.tick = int(state["nimg"]), int(state["step"]), int(state["tick"])
     t.lr_scale, t.rollbacks = float(state["lr_scale"]), int(state["rollbacks"])
     ranks = state["ranks"]
-    if len(ranks) == t.d.world_size:
-        mine = ranks[t.d.rank]
-        set_rng_state(mine["rng"], t.d.device, t.gens)
+    if len(ranks) == t.dist.world_size:
+        mine = ranks[t.dist.rank]
+        set_rng_state(mine["rng"], t.dist.device, t.gens)
         data = mine["data"]
         t.seek_data(data["position"] if data["batch"] == t.micro else data["images"] // t.micro)
-        t.loss.load_state_dict({k: v.to(t.d.device) for k, v in mine["loss"].items()})
+        t.loss.load_state_dict({k: v.to(t.dist.device) for k, v in mine["loss"].items()})
     else:  # a different number of processes: continue, but not bit-exactly
         t.files.log(f"note: the checkpoint was written by {len(ranks)} process(es), this run "
-                    f"has {t.d.world_size}; data order and random streams are re-seeded")
+                    f"has {t.dist.world_size}; data order and random streams are re-seeded")
         for name, g in t.gens.items():
-            g.manual_seed(seed_for(t.cfg.seed, t.d.rank, name, t.step))
-        torch.manual_seed(seed_for(t.cfg.seed, t.d.rank, "torch", t.step))
-        t.seek_data(t.nimg // t.d.world_size // t.micro)
+            g.manual_seed(seed_for(t.cfg.seed, t.dist.rank, name, t.step))
+        torch.manual_seed(seed_for(t.cfg.seed, t.dist.rank, "torch", t.step))
+        t.seek_data(t.nimg // t.dist.world_size // t.micro)
     t.set_lr()
     t.last_ckpt = base / f"{Path(manifest['files']['weights']['name']).stem}.json"
 
@@ -179,9 +179,9 @@ def _load_snapshot(t, path: Path) -> None:
         ckpt.load_module(module, weights.get(name, {}), f"this run's {name}", path)
     t.nimg, t.step = int(meta.get("nimg", 0)), int(meta.get("step", 0))
     for name, g in t.gens.items():
-        g.manual_seed(seed_for(t.cfg.seed, t.d.rank, name, t.step))
-    torch.manual_seed(seed_for(t.cfg.seed, t.d.rank, "torch", t.step))
-    t.seek_data(t.nimg // t.d.world_size // t.micro)
+        g.manual_seed(seed_for(t.cfg.seed, t.dist.rank, name, t.step))
+    torch.manual_seed(seed_for(t.cfg.seed, t.dist.rank, "torch", t.step))
+    t.seek_data(t.nimg // t.dist.world_size // t.micro)
     t.set_lr()
     t.last_ckpt = None
 
@@ -194,7 +194,7 @@ def choose_resume(t, dataset, say, snapshot: str | None = None) -> dict | None:
     (snapshots, stats, damaged checkpoints) but has no checkpoint left is refused, naming its
     newest snapshot and how to continue from it, never started over beside its history; weights
     of another run are refused (``check_belongs``), all before anything is written."""
-    d, run_dir = t.d, t.run_dir
+    d, run_dir = t.dist, t.run_dir
 
     def choose():
         if snapshot is not None:
@@ -270,7 +270,7 @@ def _passed_a_checkpoint(run_dir: Path, stats: Path) -> bool:
 
 def latest(t) -> dict | None:
     """The newest valid checkpoint of ``t``'s run (rank 0 looks, every rank gets it)."""
-    return broadcast_object(t.d, on_main(t.d, lambda: ckpt.latest_valid(t.run_dir, log=t.files.log)))
+    return broadcast_object(t.dist, on_main(t.dist, lambda: ckpt.latest_valid(t.run_dir, log=t.files.log)))
 
 
 def _read_json(path: Path) -> dict:

@@ -22,7 +22,8 @@ Class-conditional (``model_cfg.classes``): the data stream yields (images, label
 labels are drawn in the data's class proportions from their own per-rank stream (``c_gen``,
 saved with the others), for D's and G's steps alike; the grid shows class r in row r.
 
-The Trainer takes typed, already validated configs; ``vitgan bench`` times this same step.
+The Trainer takes what the resolver made (``options.Resolved``: the checked configs and each
+consumer's arguments, passed on as they are); ``vitgan bench`` times this same step.
 Saving, loading and resuming are ``vitgan.train.state``'s; the tick loop is
 ``vitgan.train.loop``'s.
 """
@@ -35,10 +36,9 @@ import time
 import numpy as np
 import torch
 
-from vitgan.config import ModelConfig
 from vitgan.distributed import Dist, all_reduce_mean, maybe_no_sync, wrap_ddp
 from vitgan.errors import OptionError
-from vitgan.train.options import TrainConfig, resolve_precision
+from vitgan.train.options import Resolved
 from vitgan.train.report import TickStats
 from vitgan.runs.writer import RunFiles
 from vitgan.train.state import reals_indices, seed_for
@@ -47,18 +47,18 @@ __all__ = ["Trainer"]
 
 
 class Trainer:
-    """``Trainer(cfg, model_cfg, d, dataset, files=None)``: builds G, D, G_ema, both Adams, the
-    loss and the streams. ``files``: the run folder's writer (None: write nothing)."""
+    """``Trainer(setup, dist, dataset, files=None)``: builds G, D, G_ema, both Adams, the loss
+    and the streams from ``setup`` (``resolve_options``' result; its precision is the one this
+    device runs). ``files``: the run folder's writer (None: write nothing)."""
 
-    def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, dataset,
-                 files: RunFiles | None = None):
-        cfg = resolve_precision(cfg, d.device)  # auto -> bf16 | fp32; bf16 without units -> fp32
-        self.cfg, self.model_cfg, self.d, self.ds = cfg, model_cfg, d, dataset
+    def __init__(self, setup: Resolved, dist: Dist, dataset, files: RunFiles | None = None):
+        cfg, model_cfg, parts = setup.train, setup.model, setup.consumers
+        self.cfg, self.model_cfg, self.consumers, self.dist, self.dataset = cfg, model_cfg, parts, dist, dataset
         self.files = files if files is not None else RunFiles(None)
         self.run_dir = self.files.dir
-        dev = d.device
+        dev = dist.device
         # the one check of the batch split against the real process group (OptionError)
-        self.micro, self.rounds = cfg.check_batch(d.world_size)
+        self.micro, self.rounds = cfg.check_batch(dist.world_size)
         if cfg.precision == "fp16" and dev.type != "cuda":
             raise OptionError("precision=fp16 needs a CUDA device; use bf16 (or fp32) on the CPU")
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
@@ -73,19 +73,19 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.G = build_generator(model_cfg).to(dev).train()
         self.D = build_discriminator(model_cfg).to(dev).train()
-        self.ema = EMA(self.G, halflife_kimg=cfg.ema_kimg, rampup=cfg.ema_rampup)
-        self.G_opt = self._adam(self.G, cfg.g_lr or cfg.lr)
-        self.D_opt = self._adam(self.D, cfg.d_lr or cfg.lr)
+        self.ema = EMA(self.G, **parts.ema)
+        self.G_opt = self._adam(self.G, parts.G_opt)
+        self.D_opt = self._adam(self.D, parts.D_opt)
         fp16 = cfg.precision == "fp16"
         self.G_scaler = torch.amp.GradScaler(dev.type, enabled=fp16)
         self.D_scaler = torch.amp.GradScaler(dev.type, enabled=fp16)
 
         # Per-rank random streams: latents, augmentation, and the global ones (anything else).
-        torch.manual_seed(seed_for(cfg.seed, d.rank, "torch"))
-        np.random.seed(seed_for(cfg.seed, d.rank, "numpy") % 2**32)
-        random.seed(seed_for(cfg.seed, d.rank, "python"))
-        self.z_gen = torch.Generator(dev).manual_seed(seed_for(cfg.seed, d.rank, "z"))
-        self.aug_gen = torch.Generator(dev).manual_seed(seed_for(cfg.seed, d.rank, "augment"))
+        torch.manual_seed(seed_for(cfg.seed, dist.rank, "torch"))
+        np.random.seed(seed_for(cfg.seed, dist.rank, "numpy") % 2**32)
+        random.seed(seed_for(cfg.seed, dist.rank, "python"))
+        self.z_gen = torch.Generator(dev).manual_seed(seed_for(cfg.seed, dist.rank, "z"))
+        self.aug_gen = torch.Generator(dev).manual_seed(seed_for(cfg.seed, dist.rank, "augment"))
         self.gens = {"z_gen": self.z_gen, "aug_gen": self.aug_gen}
         # class-conditional: fake labels drawn in the data's class proportions (its own stream)
         self.cond = bool(model_cfg.classes)
@@ -96,10 +96,10 @@ class Trainer:
             self.class_counts = class_counts(dataset, model_cfg.num_classes)
             self.class_probs = torch.tensor(self.class_counts, dtype=torch.float32, device=dev)
             self.class_probs /= self.class_probs.sum()
-            self.gens["c_gen"] = torch.Generator(dev).manual_seed(seed_for(cfg.seed, d.rank, "c"))
-        self.augment = DiffAugment(cfg.augment, p=cfg.augment_p)
-        self.data = infinite_batches(dataset, self.micro, seed=cfg.seed, rank=d.rank,
-                                     world_size=d.world_size, hflip=cfg.hflip, device=dev,
+            self.gens["c_gen"] = torch.Generator(dev).manual_seed(seed_for(cfg.seed, dist.rank, "c"))
+        self.augment = DiffAugment(**parts.augment)
+        self.data = infinite_batches(dataset, self.micro, seed=cfg.seed, rank=dist.rank,
+                                     world_size=dist.world_size, hflip=cfg.hflip, device=dev,
                                      num_workers=cfg.workers, labels=self.cond)
         self.grid_z = torch.randn(cfg.grid * cfg.grid, model_cfg.z_dim,
                                   generator=torch.Generator().manual_seed(cfg.seed)).to(dev)
@@ -115,13 +115,11 @@ class Trainer:
         G_run, D_run = self.G, self.D
         if cfg.compile:
             G_run, D_run = torch.compile(G_run), torch.compile(D_run)
-        G_run, D_run = wrap_ddp(G_run, d), wrap_ddp(D_run, d)  # no-ops with one process
+        G_run, D_run = wrap_ddp(G_run, dist), wrap_ddp(D_run, dist)  # no-ops with one process
         self.G_run, self.D_run = G_run, D_run
         aug, gen, bcr_t = self.augment, self.aug_gen, ConsistencyTransform()
         self.loss = ViTGANLoss(
-            G_run, D_run, (lambda x: aug(x, generator=gen)) if aug.enabled else None,
-            bcr_real=cfg.bcr_real, bcr_fake=cfg.bcr_fake, r1_gamma=cfg.r1_gamma,
-            r1_interval=cfg.r1_interval, lecam_weight=cfg.lecam_weight,
+            G_run, D_run, (lambda x: aug(x, generator=gen)) if aug.enabled else None, **parts.loss,
             autocast_dtype=self.autocast_dtype, device_type=dev.type,
             bcr_transform=lambda x: bcr_t(x, generator=gen))
         self.stats = TickStats()
@@ -144,15 +142,14 @@ class Trainer:
         x, c = batch if self.cond else (batch, None)
         return x.float().div_(127.5).sub_(1.0), c
 
-    def _adam(self, module, lr):
-        cfg, dev = self.cfg, self.d.device
-        kw = {"fused": True} if dev.type == "cuda" else {"foreach": True}
-        return torch.optim.Adam(module.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8, **kw)
+    def _adam(self, module, kwargs: dict):
+        fast = {"fused": True} if self.dist.device.type == "cuda" else {"foreach": True}
+        return torch.optim.Adam(module.parameters(), **kwargs, eps=1e-8, **fast)
 
     # ------------------------------------------------------------------ learning rate
     def base_lrs(self) -> tuple[float, float]:
-        cfg = self.cfg
-        return (cfg.g_lr or cfg.lr) * self.lr_scale, (cfg.d_lr or cfg.lr) * self.lr_scale
+        """Each player's lr (``Consumers``: decided once) times the NaN rollbacks' scale."""
+        return self.consumers.G_opt["lr"] * self.lr_scale, self.consumers.D_opt["lr"] * self.lr_scale
 
     def set_lr(self) -> tuple[float, float]:
         g_lr, d_lr = self.base_lrs()
@@ -181,7 +178,7 @@ class Trainer:
 
     def d_step(self, do_reg: bool) -> None:
         """Dmain (+ lazy R1) over the micro-batches, one gradient sync, one Adam step."""
-        loss, rounds, dev = self.loss, self.rounds, self.d.device
+        loss, rounds, dev = self.loss, self.rounds, self.dist.device
         gain = 1.0 / rounds
         self.D_opt.zero_grad(set_to_none=True)
         d_gain = self.D_scaler.scale(torch.ones((), device=dev)) * gain if self.D_scaler.is_enabled() else gain
@@ -203,7 +200,7 @@ class Trainer:
 
     def g_step(self) -> None:
         """Gmain over the micro-batches, one gradient sync, one Adam step (the EMA is not here)."""
-        loss, rounds, dev = self.loss, self.rounds, self.d.device
+        loss, rounds, dev = self.loss, self.rounds, self.dist.device
         gain = 1.0 / rounds
         self.G_opt.zero_grad(set_to_none=True)
         g_gain = self.G_scaler.scale(torch.ones((), device=dev)) * gain if self.G_scaler.is_enabled() else gain
@@ -241,8 +238,8 @@ class Trainer:
     def reals(self) -> None:
         if not self.files.active:
             return
-        idx = reals_indices(len(self.ds), self.cfg.grid * self.cfg.grid, self.cfg.seed)
-        x = torch.stack([torch.as_tensor(self.ds[i]) for i in idx]).float() / 127.5 - 1
+        idx = reals_indices(len(self.dataset), self.cfg.grid * self.cfg.grid, self.cfg.seed)
+        x = torch.stack([torch.as_tensor(self.dataset[i]) for i in idx]).float() / 127.5 - 1
         self.files.save_grid("reals.png", x, nrow=self.cfg.grid)
 
     def metrics(self) -> tuple[dict, float]:
@@ -253,18 +250,18 @@ class Trainer:
 
         cfg = self.cfg
         if self.metrics_extractor is None:
-            self.metrics_extractor = load_inception(None, self.d.device)
+            self.metrics_extractor = load_inception(None, self.dist.device)
         t0 = time.perf_counter()
-        result = evaluate_generator(self.ema.module, self.ds, metrics=tuple(cfg.metrics),
-                                    n=cfg.metrics_n, batch=cfg.metrics_batch, device=self.d.device,
+        result = evaluate_generator(self.ema.module, self.dataset, metrics=tuple(cfg.metrics),
+                                    n=cfg.metrics_n, batch=cfg.metrics_batch, device=self.dist.device,
                                     seed=cfg.seed, inception=self.metrics_extractor)
         return result, time.perf_counter() - t0
 
     def sync_w_avg(self) -> None:
         """w_avg (truncation centre) is a buffer updated by each rank's own latents: average it."""
-        if self.d.enabled:
+        if self.dist.enabled:
             for m in (self.G, self.ema.module):
-                all_reduce_mean(self.d, m.w_avg)
+                all_reduce_mean(self.dist, m.w_avg)
 
     def finite_weights(self) -> torch.Tensor:
         """Number of G / D / G_ema tensors holding NaN or Inf (a device scalar, no sync)."""

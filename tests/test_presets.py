@@ -1,0 +1,71 @@
+"""Presets as data (issue 23): one table with each entry's origin, `vitgan info --presets` lists
+it and `vitgan info --preset A --diff B` shows what two entries set differently."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from test_train_helpers import main
+
+from vitgan.config import ORIGINS, PRESETS, ModelConfig, get_preset
+from vitgan.train.options import TrainConfig, resolve_options
+
+
+def test_every_entry_names_its_origin_and_valid_options():
+    model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    for name, p in PRESETS.items():
+        assert p.name == name and p.origin in ORIGINS, name
+        assert p.what and "\n" not in p.what, name
+        assert set(p.model) <= model_keys and set(p.train) <= train_keys, name
+        assert get_preset(name)["model"] == ModelConfig(**p.model)
+    assert {p.origin for p in PRESETS.values()} == set(ORIGINS)
+
+
+def test_info_presets_lists_the_table_with_parameter_counts(capsys):
+    from vitgan.info import count_params
+    from vitgan.models import build_discriminator, build_generator
+
+    rc, out, _ = main(["info", "--presets", "--json"], capsys)
+    assert rc == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert list(rows) == list(PRESETS)
+    for name in ("tiny", "tiny-hybrid", "small-stylegan2"):  # the counts are the built networks'
+        cfg = get_preset(name)["model"]
+        assert (rows[name]["G_params"], rows[name]["D_params"]) == (count_params(build_generator(cfg)),
+                                                                   count_params(build_discriminator(cfg)))
+        assert (rows[name]["origin"], rows[name]["what"]) == (PRESETS[name].origin, PRESETS[name].what)
+    rc, out, _ = main(["info", "--presets"], capsys)
+    lines = out.splitlines()
+    assert rc == 0 and lines[0].split()[:2] == ["preset", "origin"] and len(lines) == 1 + len(PRESETS)
+    assert any(ln.startswith("cifar10-hybrid ") and "official code" in ln for ln in lines)
+
+
+def test_info_diff_shows_the_options_that_differ(capsys):
+    rc, out, _ = main(["info", "--preset", "tiny", "--diff", "tiny-hybrid", "--json"], capsys)
+    assert rc == 0
+    diff = json.loads(out)
+    assert diff["model"] == {"d_arch": ["vit", "stylegan2"], "sg2_channel_base": [32768, 256],
+                             "sg2_channel_max": [512, 32]}
+    assert diff["train"] == {"bcr_real": [0.1, 1.0], "bcr_fake": [0.1, 1.0], "r1_gamma": [0.0, 0.01]}
+    # the same options the resolver gives the two presets differ in, and no other
+    a, b = resolve_options("tiny").to_dict(), resolve_options("tiny-hybrid").to_dict()
+    for what in ("model", "train"):
+        assert {k for k in a[what] if a[what][k] != b[what][k]} == set(diff[what])
+    rc, out, _ = main(["info", "--preset", "tiny", "--diff", "tiny-hybrid"], capsys)
+    assert rc == 0 and out.startswith("tiny-hybrid differs from tiny in 6 option(s):")
+    assert any(ln.split() == ["model", "d_arch", '"vit"', '"stylegan2"'] for ln in out.splitlines())
+    rc, out, _ = main(["info", "--preset", "small", "--diff", "small"], capsys)
+    assert rc == 0 and "set every option alike" in out
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--preset", "tiny", "--diff", "nope"], "unknown preset 'nope'; choose one of cifar10"),
+    (["--presets", "--set", "g_dim=32"], "leave it out with --presets / --diff"),
+], ids=["unknown", "set"])
+def test_info_refuses_in_one_line(capsys, argv, words):
+    rc, out, err = main(["info", *argv], capsys)
+    assert rc == 2 and out == "" and err.startswith("vitgan: error: ") and words in err
+    assert err.count("\n") == 1 and "Traceback" not in err
