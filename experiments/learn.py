@@ -71,9 +71,9 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "small-bcr1": ("small, bCR 1 (the paper-size presets' weight)", ["preset=small", "bcr_real=1",
                                                                      "bcr_fake=1"], 2, 0.5),
     "small-seed1": ("small defaults, seed 1", ["preset=small", "seed=1"], 4, 1),
-    "small-stylegan2": ("StyleGAN2 G + D of small's cost (preset small-stylegan2)",
+    "small-stylegan2": ("StyleGAN2 G + D of small's cost (preset small-stylegan2: lr 0.001)",
                         ["preset=small-stylegan2"], 4, 1),
-    "small-hybrid": ("ViT-G small + StyleGAN2-D (preset small-hybrid)", ["preset=small-hybrid"], 4, 1),
+    "small-hybrid": ("ViT-G small + StyleGAN2-D (preset small-hybrid: lr 0.001)", ["preset=small-hybrid"], 4, 1),
     "small-lr0.001": ("small, lr 0.001 for G and D (the batch-32 sqrt scaling of the paper's 0.002 at 128)",
                       ["preset=small", "lr=0.001"], 4, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
@@ -228,6 +228,11 @@ def main() -> int:
     def one(name: str) -> None:
         row = run_row(name, args, *ROWS[name][1:])
         with lock:  # rows finish in any order; the files always hold every finished row
+            if res_file.exists():  # rows another learn.py process finished meanwhile stay
+                done = {r["row"] for r in results}
+                results.extend(r for r in json.loads(res_file.read_text())["rows"]
+                               if r["row"] not in done and r["row"] != name)
+            results[:] = [r for r in results if r["row"] != name]
             results.append(row)
             results.sort(key=lambda r: list(ROWS).index(r["row"]))
             meta = {"command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "preset": args.preset,
