@@ -67,15 +67,21 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "stylegan2-seed1": ("StyleGAN2 G + D (preset tiny-stylegan2), seed 1", ["preset=tiny-stylegan2", "seed=1"], 1, 0.5),
     # the small preset (issue 21): `--preset small --kimg 200 --points 0.125,0.25,0.5,1`, results in
     # experiments/results/learn-small; 4 metric points = every 50 kimg at 200
-    "small": ("small defaults (width 128, paper structure; bCR 0.1)", ["preset=small"], 4, 1),
+    "small": ("small, lr 0.002 (the preset's lr until 2026-12-05; width 128, paper structure; bCR 0.1)",
+              ["preset=small", "lr=0.002"], 4, 1),
     "small-bcr1": ("small, bCR 1 (the paper-size presets' weight)", ["preset=small", "bcr_real=1",
                                                                      "bcr_fake=1"], 2, 0.5),
     "small-seed1": ("small defaults, seed 1", ["preset=small", "seed=1"], 4, 1),
     "small-stylegan2": ("StyleGAN2 G + D of small's cost (preset small-stylegan2: lr 0.001)",
                         ["preset=small-stylegan2"], 4, 1),
     "small-hybrid": ("ViT-G small + StyleGAN2-D (preset small-hybrid: lr 0.001)", ["preset=small-hybrid"], 4, 1),
-    "small-lr0.001": ("small, lr 0.001 for G and D (the batch-32 sqrt scaling of the paper's 0.002 at 128)",
+    "small-lr0.001": ("small, lr 0.001 for G and D (the preset's default since 2026-12-05)",
                       ["preset=small", "lr=0.001"], 4, 1),
+    # DiffAugment at p 0.2 instead of 0.8 (200 kimg is 4 epochs of CIFAR-10: nothing for D to
+    # overfit, so augmentation only weakens D; diagnostics-conv: p 0.2 held the conv D's margin)
+    "small-p0.2": ("small (lr 0.001), DiffAugment p 0.2", ["preset=small", "augment_p=0.2"], 4, 1),
+    "small-stylegan2-p0.2": ("small-stylegan2 (lr 0.001), DiffAugment p 0.2",
+                             ["preset=small-stylegan2", "augment_p=0.2"], 4, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }

@@ -97,9 +97,10 @@ def test_the_cycle_finder_finds_circles():
     assert "vitgan.runs.source" in GRAPH["vitgan.commands.sample"]  # ... function-level ones too
 
 
-#: the modules outside vitgan/train that may import it: they train (or time training), they
-#: never read a run folder through it
-TRAINS = {"vitgan.commands.train", "vitgan.bench"}
+#: the modules outside vitgan/train that may import it: they train (or time training) or show
+#: the training options' declarations (`vitgan info --preset A --diff B`); they never read a run
+#: folder through it
+TRAINS = {"vitgan.commands.train", "vitgan.bench", "vitgan.commands.info"}
 
 
 def test_reading_a_run_folder_needs_nothing_of_train():

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 
-from vitgan.errors import Terminated, UserError
+from vitgan.errors import PeerLost, Terminated, UserError
 from vitgan.runtime import configure_openmp
 
 configure_openmp()  # before any command module imports torch (vitgan/runtime.py says why)
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(importlib.import_module(args._module).run(args) or 0)
     except (UserError, Terminated) as err:
         print(f"vitgan: error: {err}", file=sys.stderr)
+        if isinstance(err, PeerLost):  # the broken group's threads would abort a normal exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(err.exit_code)
         return err.exit_code
     except KeyboardInterrupt:
         print("vitgan: interrupted", file=sys.stderr)

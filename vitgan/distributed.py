@@ -38,7 +38,7 @@ import socket
 
 import torch
 
-from vitgan.errors import OptionError, UserError
+from vitgan.errors import OptionError, PeerLost, UserError
 
 __all__ = ["Dist", "resolve_device", "init_distributed", "shutdown", "current", "wrap_ddp",
            "maybe_no_sync", "all_reduce_mean", "all_reduce_max", "all_gather_object", "all_gather_rows",
@@ -289,4 +289,4 @@ def check_lost(d: Dist, err: BaseException, hint: str) -> None:
     lost = lost_rank(d, err)
     if lost is not None:
         d.joined = False
-        raise UserError(f"{lost}; {hint}") from None
+        raise PeerLost(f"{lost}; {hint}") from None

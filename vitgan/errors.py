@@ -21,6 +21,13 @@ class OptionError(UserError):
         super().__init__(message, exit_code=2)
 
 
+class PeerLost(UserError):
+    """A collective failed because another rank died. The process group is left broken (it cannot
+    be torn down), so the command that shows this line ends the process at once afterwards: gloo's
+    threads would otherwise abort the interpreter's exit ("terminate called without an active
+    exception", exit code 134) after the one line."""
+
+
 class Terminated(BaseException):
     """SIGTERM (or SIGHUP) in any command: raised where the process is, so every ``finally`` /
     ``except BaseException`` clean-up runs as for Ctrl-C (staging folders, temporary files); not an
