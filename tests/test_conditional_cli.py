@@ -137,7 +137,7 @@ def test_eval_per_class_on_the_runs_own_data(run, labelled, monkeypatch, capsys)
     class proportions (4:6:8); intra-class FID is the mean of the per-class FIDs."""
     import test_metrics_standins as standins
 
-    monkeypatch.setattr("vitgan.metrics.inception.load_inception", lambda path, device: standins.StandInExtractor())
+    monkeypatch.setattr("vitgan.metrics.inception.load_inception", lambda path, device, **kw: standins.StandInExtractor())
     rc, out, err = main(["eval", run, "--per-class", "-n", "18", "--batch", "5", "--device", "cpu", "--json",
                          "--cache-dir", run.parent / "cache"], capsys)
     assert rc == 0, err

@@ -124,7 +124,7 @@ def test_eval_of_a_checkpoint_uses_the_ema_generator(tmp_path, monkeypatch, caps
     monkeypatch.setattr(eval_cmd, "_load_generator", lambda path, device: (G, G.cfg))
     monkeypatch.setattr(eval_cmd, "_open", fake_open)
     monkeypatch.setattr("vitgan.metrics.inception.load_inception",
-                        lambda path, device: standins.StandInExtractor(has_logits=True))
+                        lambda path, device, **kw: standins.StandInExtractor(has_logits=True))
     parser = argparse.ArgumentParser()
     eval_cmd.add_arguments(parser)
     args = parser.parse_args([str(run), "--real", "cifar10", "--split", "test", "--metrics", "fid,kid,is",

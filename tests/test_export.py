@@ -29,7 +29,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VITGAN_CACHE_DIR", str(root / "cache"))
-        mp.setattr("vitgan.metrics.inception.load_inception", lambda path, device: standins.StandInExtractor())
+        mp.setattr("vitgan.metrics.inception.load_inception", lambda path, device, **kw: standins.StandInExtractor())
         run = root / "R"
         assert main(["train", "--preset", "tiny", "--data", make_images(root / "imgs"), "--kimg", "0.016",
                      "--out", run, *small_args(metrics="pr", metrics_kimg=0.016, metrics_n=8)]) == 0

@@ -58,3 +58,75 @@ def test_real_network_input_scaling_is_x_minus_128_over_128(network):
     img = random_images(1, size=299, seed=12)
     direct = network.module((img.float() - 128) / 128).double()
     torch.testing.assert_close(network(img), direct, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_features_track_fp32_and_never_share_a_cache_key(network):
+    """precision=bf16: a bf16 channels-last copy of the same network; features within bf16's
+    rounding of the fp32 ones (the FID difference at N = 1000 is measured in benchmarks/), and
+    statistics keyed apart from fp32's."""
+    bf16 = inc.load_inception(inc.wheel_file(), "cpu", precision="bf16")
+    assert bf16.precision == "bf16" and network.precision == "fp32" and bf16 is not network
+    assert "bf16" in bf16.name and "fp32" in network.name
+    assert bf16.cache_sha != network.cache_sha == network.sha == bf16.sha
+    images = random_images(4, size=32, seed=13)
+    a, b = network(images), bf16(images)
+    assert b.dtype == torch.float64 and b.shape == a.shape
+    assert b.abs().max() > 0
+    rel = (a - b).norm(dim=1) / a.norm(dim=1)
+    assert (rel < 0.05).all(), rel  # bf16 keeps 8 bits of mantissa: ~1 % per feature vector
+    assert not torch.equal(a, b)  # it really ran in bf16
+    assert next(network.module.parameters()).dtype == torch.float32  # the fp32 network untouched
+
+
+def test_feature_precision_auto_follows_the_cpus_bf16_units(monkeypatch):
+    import vitgan.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    assert inc.feature_precision("auto", "cpu") == "bf16"
+    assert inc.feature_precision("auto", "meta") == "fp32"  # not a CPU: fp32 (CUDA likewise)
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    assert inc.feature_precision("auto", "cpu") == "fp32"
+    assert inc.feature_precision("bf16", "cpu") == "bf16" and inc.feature_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="fp16"):
+        inc.feature_precision("fp16")
+
+
+def test_nvidias_file_runs_fp32_whatever_is_asked():
+    class Nvidia(torch.nn.Module):  # the forward signature of inception-2015-12-05.pt
+        def forward(self, img, return_features: bool = False, use_fp16: bool = False,
+                    no_output_bias: bool = False):
+            return img.float().mean((2, 3)).repeat(1, 683)[:, :2048]
+
+    ext = inc.FeatureExtractor(Nvidia(), name="nv", sha="0" * 64, precision="bf16")
+    assert ext.kind == "nvidia" and ext.precision == "fp32" and ext.cache_sha == "0" * 64
+
+
+def test_cached_real_statistics_are_kept_per_precision(network, tmp_path):
+    from test_metrics_standins import TensorDataset
+    from vitgan.metrics.features import dataset_feature_set
+    from vitgan.metrics.stats_cache import StatsCache
+
+    ds, cache = TensorDataset(random_images(3, size=32, seed=14)), StatsCache(tmp_path)
+    bf16 = inc.load_inception(inc.wheel_file(), "cpu", precision="bf16")
+    a = dataset_feature_set(network, ds, 3, cache=cache)
+    b = dataset_feature_set(bf16, ds, 3, cache=cache)
+    assert len(list(tmp_path.glob("*.npz"))) == 2  # two entries: bf16 never reads fp32's
+    assert not np.array_equal(a.features, b.features)
+    np.testing.assert_array_equal(dataset_feature_set(bf16, ds, 3, cache=cache).features, b.features)
+
+
+def test_bench_eval_times_the_extractor_and_counts_its_flops(network, capsys):
+    import json
+
+    from vitgan.bench import main as bench_main
+
+    assert bench_main(["--what", "eval", "--preset", "tiny", "--dtype", "fp32", "--batch", "2",
+                       "--repeats", "1", "--warmup", "0", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["what"] == "eval" and res["precision"] == "fp32" and res["resolution"] == 32
+    # Inception-v3 at 299x299: ~5.7 G multiply-adds = ~11.4 GFLOP per image (the counter's figure
+    # is the convolutions and the final layer, independent of the timing)
+    assert 10.5 < res["gflop_per_image"] < 12.5
+    assert res["images_per_s"] > 0 and 0 < res["mfu"]
+    with pytest.raises(inc.UserError, match="fp16"):  # OptionError is a UserError
+        bench_main(["--what", "eval", "--preset", "tiny", "--dtype", "fp16", "--batch", "1"])

@@ -135,7 +135,7 @@ def test_training_writes_metric_pr_jsonl(tmp_path, monkeypatch):
     from test_train_helpers import main, make_images, small_args
 
     monkeypatch.setenv("VITGAN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr("vitgan.metrics.inception.load_inception", lambda path, device: standins.StandInExtractor())
+    monkeypatch.setattr("vitgan.metrics.inception.load_inception", lambda path, device, **kw: standins.StandInExtractor())
     data = make_images(tmp_path / "imgs")
     run = tmp_path / "run"
     assert main(["train", "--preset", "tiny", "--data", data, "--kimg", "0.016", "--out", run,

@@ -82,9 +82,9 @@ def stand_in_eval(monkeypatch, tmp_path, G, real):
 
     from vitgan.commands import eval as eval_cmd
 
-    monkeypatch.setattr(eval_cmd, "_load_generator", lambda path, device: (G, G.cfg))
+    monkeypatch.setattr(eval_cmd, "_load_generator", lambda path, device, **kw: (G, G.cfg))
     monkeypatch.setattr(eval_cmd, "_open", lambda source, **kw: real)
-    monkeypatch.setattr("vitgan.metrics.inception.load_inception", lambda path, device: StandInExtractor())
+    monkeypatch.setattr("vitgan.metrics.inception.load_inception", lambda path, device, **kw: StandInExtractor())
     run = tmp_path / "run"
     run.mkdir()
     (run / "training_options.json").write_text("{}")

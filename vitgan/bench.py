@@ -39,9 +39,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -53,11 +50,15 @@ from torch.utils.flop_counter import FlopCounterMode
 from vitgan.config import parse_set
 from vitgan.layers.paths import reference_paths
 from vitgan.runtime import bf16_units, cpu_model
+from vitgan.timing import machine_name, matmul_peak_flops, median_ms, peak_memory_mb, sync
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": None}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--what", choices=("step", "eval"), default="step",
+                   help="step: the training step (default); eval: the metrics' Inception network "
+                        "(vitgan/bench_eval.py; --dtype fp32, bf16 or auto)")
     p.add_argument("--preset", default="cifar10")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--dtype", choices=list(DTYPES), default="fp32",
@@ -78,41 +79,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also profile one D + G step (torch.profiler) and print the top N ops")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_ms(fn, device, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def matmul_peak_flops(device: torch.device, dtype: torch.dtype | None, repeats: int = 5) -> float:
-    """Dense matmul rate (FLOP/s) on a large square product in the benchmark's dtype."""
-    n = 8192 if device.type == "cuda" else 2048
-    dt = dtype or torch.float32
-    a = torch.randn(n, n, device=device, dtype=dt)
-    b = torch.randn(n, n, device=device, dtype=dt)
-    ms = _median_ms(lambda: torch.mm(a, b), device, repeats, warmup=2)
-    return 2 * n ** 3 / (ms / 1e3)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    # CPU: the process's peak resident set (includes Python and torch themselves).
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build(args):
@@ -211,22 +177,22 @@ def measure(args) -> dict:
         t0 = time.perf_counter()
         for fn in (g_forward, d_fwd_bwd, t.train_step):
             fn()
-        _sync(device)
+        sync(device)
         compile_s = time.perf_counter() - t0
     peak_before = matmul_peak_flops(device, dtype)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     r, w = args.repeats, args.warmup
-    t_g_fwd = _median_ms(g_forward, device, r, w)
-    t_d_fb = _median_ms(d_fwd_bwd, device, r, w)
-    t_d_step = _median_ms(d_full, device, r, w)
-    t_g_step = _median_ms(t.g_step, device, r, w)
-    step_ms = _median_ms(t.train_step, device, r, w)
+    t_g_fwd = median_ms(g_forward, device, r, w)
+    t_d_fb = median_ms(d_fwd_bwd, device, r, w)
+    t_d_step = median_ms(d_full, device, r, w)
+    t_g_step = median_ms(t.g_step, device, r, w)
+    step_ms = median_ms(t.train_step, device, r, w)
     mem = peak_memory_mb(device)
     busy_ms = None
     if args.contention:
         with busy_neighbour():
-            busy_ms = _median_ms(t.train_step, device, r, w)
+            busy_ms = median_ms(t.train_step, device, r, w)
 
     peak = max(peak_before, matmul_peak_flops(device, dtype))
     profile_table = profile_step(t.train_step, args.profile) if args.profile else None
@@ -285,12 +251,6 @@ def profile_step(step, rows: int) -> dict:
             "top_ops": [[e.key, round(e.self_cpu_time_total / 1e3, 2), e.count] for e in top]}
 
 
-def machine_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
-
-
 def format_table(res: dict) -> str:
     rows = [("G forward", f"{res['g_forward_ms']:.1f} ms"),
             ("D forward+backward", f"{res['d_fwd_bwd_ms']:.1f} ms"),
@@ -323,6 +283,12 @@ def format_table(res: dict) -> str:
 
 
 def report(args) -> int:
+    if args.what == "eval":
+        from vitgan.bench_eval import format_eval_table, measure_eval
+
+        res = measure_eval(args)
+        print(json.dumps(res) if args.json else format_eval_table(res), flush=True)
+        return 0
     res = measure(args)
     print(json.dumps(res) if args.json else format_table(res), flush=True)
     return 0

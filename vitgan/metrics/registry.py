@@ -163,14 +163,15 @@ class Evaluation:
 def evaluate(metrics, *, fake, real=None, n: int, batch: int = 64, device="cpu", seed: int = 0,
              truncation_psi: float = 1.0, inception=None, cache_dir=None,
              fake_split: str | None = None, real_split: str | None = None,
-             progress: bool = False, per_class: bool = False) -> Evaluation:
+             progress: bool = False, per_class: bool = False, precision: str = "auto") -> Evaluation:
     """Compute ``metrics`` of ``fake`` (a generator, ``fake.cfg.z_dim``, or an image dataset)
     against the image dataset ``real`` (only needed by metrics that compare).
 
     Generator: ``n`` samples ``G(z, truncation_psi)`` from latents seeded with ``seed``. Datasets:
     ``min(n, len)`` images (a fixed random subset when larger), their statistics cached under
     ``cache_dir`` (default ``~/.cache/vitgan/stats``). ``inception``: a ``FeatureExtractor``, a
-    path, or None for the usual search. Under torchrun every rank must call this.
+    path, or None for the usual search; ``precision``: the network's (fp32, bf16, auto:
+    ``vitgan.metrics.inception``) when it is loaded here. Under torchrun every rank must call this.
 
     A class-conditional G generates its classes in ``real``'s proportions (``metrics.conditional``);
     ``per_class``: also intra-class FID (``intra_fid``, ``fid_per_class``) from the same features."""
@@ -180,7 +181,7 @@ def evaluate(metrics, *, fake, real=None, n: int, batch: int = 64, device="cpu",
     if needs_real(names) and real is None:
         raise OptionError(f"{', '.join(needs_real(names))} need(s) real images")
     if inception is None or isinstance(inception, (str, os.PathLike)):
-        extractor = load_inception(inception, device)
+        extractor = load_inception(inception, device, precision=precision)
     else:  # a FeatureExtractor (or anything with its interface)
         extractor = inception
     want_logits = any(METRICS[m].needs_logits for m in names) and extractor.has_logits
@@ -221,12 +222,13 @@ def evaluate(metrics, *, fake, real=None, n: int, batch: int = 64, device="cpu",
 
 def evaluate_generator(G, real_dataset, *, metrics=("fid",), n: int, batch: int = 64, device="cpu",
                        cache_dir=None, seed: int = 0, truncation_psi: float = 1.0,
-                       inception=None) -> dict[str, float]:
+                       inception=None, precision: str = "auto") -> dict[str, float]:
     """Metrics of ``G`` (the EMA generator) against ``real_dataset``: ``{"fid": 23.4, ...}``, the
     training hook around ``evaluate``. IS is left out (with a warning) when the network has no
     classifier. Under torchrun every rank must call this; every rank returns the same dict."""
     result = evaluate(metrics, fake=G, real=real_dataset, n=n, batch=batch, device=device, seed=seed,
-                      truncation_psi=truncation_psi, inception=inception, cache_dir=cache_dir)
+                      truncation_psi=truncation_psi, inception=inception, cache_dir=cache_dir,
+                      precision=precision)
     if "is_note" in result.values:
         warnings.warn(result.values["is_note"], stacklevel=2)
     return {k: v for k, v in result.values.items() if k != "is_note" and v is not None}

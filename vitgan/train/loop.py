@@ -92,7 +92,7 @@ def _train(setup: Resolved, d: Dist, resume: bool, console) -> int:
             if needs_real(cfg.metrics):  # the real side is the data: too few images fail now, not at kimg N
                 check_n(needs_real(cfg.metrics), len(dataset), f"{cfg.data} has {len(dataset)} images",
                         "use more data or other metrics")
-            extractor = load_inception(None, d.device)
+            extractor = load_inception(None, d.device, precision=cfg.metrics_precision)
         setup = dataclasses.replace(setup, model=model_cfg)
         t = Trainer(setup, d, dataset, files)  # bad batch split / fp16 on CPU: before any write
         t.metrics_extractor = extractor

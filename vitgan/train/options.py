@@ -108,6 +108,10 @@ class TrainConfig:
                                 factory=lambda: ["fid"])
     metrics_n: int = option(10000, "generated samples per metric evaluation", ge=1)
     metrics_batch: int = option(64, "batch of the metric passes", ge=1)
+    # the Inception network's precision (vitgan.metrics.inception): auto = bf16 on a CPU with bf16
+    # units (FID within the difference stated in README "Evaluate"), fp32 elsewhere
+    metrics_precision: str = option("auto", "precision of the metrics' Inception network",
+                                    choices=("auto", "fp32", "bf16"))
     # --- samples ---
     grid: int = option(8, "the fixed-latent grid is grid x grid images", ge=1)
     # --- numerics and speed ---

@@ -250,7 +250,7 @@ class Trainer:
 
         cfg = self.cfg
         if self.metrics_extractor is None:
-            self.metrics_extractor = load_inception(None, self.dist.device)
+            self.metrics_extractor = load_inception(None, self.dist.device, precision=cfg.metrics_precision)
         t0 = time.perf_counter()
         result = evaluate_generator(self.ema.module, self.dataset, metrics=tuple(cfg.metrics),
                                     n=cfg.metrics_n, batch=cfg.metrics_batch, device=self.dist.device,
