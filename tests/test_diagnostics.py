@@ -17,7 +17,7 @@ from vitgan.layers.attention import Attention
 from vitgan.layers.equalized import make_linear
 from vitgan.layers.isn import normalise_weight
 from vitgan.train.curves import plot_curves
-from vitgan.train.diagnostics import Diagnostics, attention_entropy, spectral_norms, update_ratio
+from vitgan.train.diagnostics import Diagnostics, attention_entropy, layout_share, spectral_norms, update_ratio
 
 RES = 8
 
@@ -183,12 +183,32 @@ def test_measure_on_the_tiny_vitgan_gives_every_key_finite():
     u0 = [b.clone() for n, b in D.named_buffers() if n.endswith(".u")]
     out = diag.measure(torch.rand(4, 3, cfg.resolution, cfg.resolution) * 2 - 1, torch.randn(4, cfg.z_dim))
     for k in ("logit_real", "logit_fake", "logit_gap", "logit_std", "grad_real", "sigma_min", "sigma_max",
-              "attn_entropy_min", "attn_entropy_mean"):
+              "attn_entropy_min", "attn_entropy_mean", "layout_share", "layout_share_real"):
         assert torch.isfinite(out[f"diag/{k}"]), k
     assert out["diag/sigma_min"] <= out["diag/sigma_max"]
     # D in eval mode during measure: ISN's power iteration did not advance
     u1 = [b for n, b in D.named_buffers() if n.endswith(".u")]
     assert all(torch.equal(a, b) for a, b in zip(u0, u1))
+
+
+def test_layout_share_measures_the_layout_all_images_share():
+    import numpy as np
+
+    g = torch.Generator().manual_seed(5)
+    scene = torch.rand(1, 3, 16, 16, generator=g)
+    # one scene in many brightnesses, contrasts and colour casts: the layout is all shared
+    tints = scene * (0.5 + torch.rand(64, 1, 1, 1, generator=g)) + torch.rand(64, 3, 1, 1, generator=g)
+    assert layout_share(tints).item() == pytest.approx(1.0, abs=1e-5)
+    # per-channel gains change the grey image a little: still nearly all shared
+    assert layout_share(scene * (0.5 + torch.rand(64, 3, 1, 1, generator=g))) > 0.9
+    noise = torch.rand(256, 3, 16, 16, generator=g)  # unrelated images: ~1 / B
+    assert abs(layout_share(noise).item() - 1 / 256) < 2e-3
+    # against an independent computation (numpy, float64)
+    x = torch.rand(8, 3, 8, 8, generator=g) + 0.3 * scene[:, :, ::2, ::2]
+    grey = x.numpy().astype(np.float64).mean(1).reshape(8, -1)
+    grey = (grey - grey.mean(1, keepdims=True)) / grey.std(1, ddof=1, keepdims=True)
+    want = (grey.mean(0) ** 2).sum() / (grey ** 2).sum(1).mean()
+    assert layout_share(x).item() == pytest.approx(want, rel=1e-5)
 
 
 def test_plot_curves_writes_a_png_from_a_run_folder(tmp_path):

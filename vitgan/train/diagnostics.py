@@ -14,6 +14,12 @@ augmentation, D in eval mode (so ISN's power iteration does not advance):
     diag/logit_gap      mean D(x_real) - mean D(G(z))
     diag/logit_std      std of D's logits over the real and fake batch (0: a constant D)
     diag/grad_real      mean_i ||grad_x D(x_i)||_2 on the reals (D's input sensitivity)
+    diag/layout_share, diag/layout_share_real
+                        how much of the fakes' (reals') spatial layout all images share:
+                        ||mean_i g_i||^2 / mean_i ||g_i||^2 over the grey images g_i, each
+                        normalised to zero mean and unit variance (1: one layout in many
+                        colourings, the ViT-G collapse of issue 21; a batch of B unrelated images
+                        gives ~1/B; CIFAR-10 reals 0.019 at B = 128)
     diag/sigma_min, diag/sigma_max
                         range over D's Linear / Conv layers of the exact spectral norm of the
                         effective weight (what the layer multiplies by: after ISN / SN and the
@@ -61,6 +67,13 @@ def spectral_norms(D: nn.Module) -> torch.Tensor:
                 finite = bool(torch.isfinite(w).all())  # (a diverged run: report NaN, not crash)
                 sig.append(top_singular(w)[2] if finite else w.new_tensor(float("nan")))
     return torch.stack(sig) if sig else torch.zeros(1)
+
+
+def layout_share(images: torch.Tensor) -> torch.Tensor:
+    """||mean_i g_i||^2 / mean_i ||g_i||^2, g_i = image i in grey, standardised (see the module)."""
+    g = images.detach().float().mean(1).flatten(1)
+    g = (g - g.mean(1, keepdim=True)) / g.std(1, keepdim=True).clamp_min(1e-8)
+    return g.mean(0).square().sum() / g.square().sum(1).mean()
 
 
 def attention_entropy(D: nn.Module, images: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -113,6 +126,7 @@ class Diagnostics:
                 "diag/logit_gap": lr.mean() - lf.mean(),
                 "diag/logit_std": torch.cat([lr, lf]).std(),
                 "diag/grad_real": grad.flatten(1).norm(dim=1).mean(),
+                "diag/layout_share": layout_share(fake), "diag/layout_share_real": layout_share(real),
             }
             sig = spectral_norms(D)
             out["diag/sigma_min"], out["diag/sigma_max"] = sig.min(), sig.max()
@@ -126,4 +140,4 @@ class Diagnostics:
         return {k: v.detach().float() for k, v in out.items()}
 
 
-__all__ = ["Diagnostics", "spectral_norms", "attention_entropy", "update_ratio"]
+__all__ = ["Diagnostics", "spectral_norms", "attention_entropy", "update_ratio", "layout_share"]

@@ -20,7 +20,8 @@ from vitgan.runs.layout import STATS_FILE, metric_file
 __all__ = ["TickStats", "Reporter", "CONSOLE_DIAG", "CURVES_EVERY_S", "fmt_time", "peak_memory_gb"]
 
 # training-health numbers shown on the console line (all of them go to stats.jsonl / TensorBoard)
-CONSOLE_DIAG = ("diag/r_t", "diag/logit_gap", "diag/grad_real", "diag/sigma_max", "diag/attn_entropy_min")
+CONSOLE_DIAG = ("diag/r_t", "diag/logit_gap", "diag/grad_real", "diag/sigma_max", "diag/attn_entropy_min",
+                "diag/layout_share")
 CURVES_EVERY_S = 60  # curves.png is redrawn at most this often (and at the end)
 
 
