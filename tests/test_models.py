@@ -148,6 +148,38 @@ def test_discriminator_output_depends_on_each_image_only_and_class_token_reads_a
     assert (g[0].abs().sum(0) > 0).all()         # every pixel reaches the score
 
 
+def test_vit_d_minibatch_stddev_is_the_groups_token_spread_into_the_head():
+    """d_mbstd_group = g: head([LN(cls) ; sigma]) with sigma = mean over features and tokens of
+    sqrt(var over the image's group + 1e-8) of LN(h_L), groups i mod (B / g) (StyleGAN2-ADA's),
+    computed here independently from the blocks' output."""
+    torch.manual_seed(0)
+    off = Discriminator(model_config("tiny"))
+    assert not getattr(off, "cross_sample", False) and off.mbstd is None
+    cfg = model_config("tiny").replace(d_mbstd_group=2)
+    D = Discriminator(cfg).eval()
+    assert D.cross_sample and D.head.weight.shape[1] == cfg.d_dim + 1
+    x = torch.randn(4, 3, 32, 32)
+    seen = {}
+    def keep(module, inp, out):  # LN is called on the class token, then on all tokens (h_L)
+        if inp[0].ndim == 3:
+            seen["tokens"] = inp[0].detach()
+
+    D.norm.register_forward_hook(keep)
+    logits = D(x)
+    t = torch.nn.functional.layer_norm(seen["tokens"], (cfg.d_dim,), D.norm.weight, D.norm.bias, D.norm.eps)
+    groups = [[0, 2], [1, 3]]  # 4 images, 2 groups of 2: image i in group i mod 2
+    sigma = torch.zeros(4)
+    for g in groups:
+        s = (t[g].var(0, unbiased=False) + 1e-8).sqrt().mean()
+        sigma[g] = s
+    want = D.head(torch.cat([t[:, 0], sigma[:, None]], 1)).squeeze(-1)
+    torch.testing.assert_close(logits, want, rtol=1e-5, atol=1e-5)
+    # image 0's logit depends on image 2 (its group), not on images 1 and 3
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(D(xg)[0], xg)
+    assert g[2].abs().max() > 0 and g[1].abs().max() == 0 and g[3].abs().max() == 0
+
+
 def test_bf16_autocast_forward_backward_cpu():
     cfg = model_config("tiny")
     G, D = Generator(cfg), Discriminator(cfg)

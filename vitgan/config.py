@@ -91,6 +91,10 @@ class ModelConfig:
     # the same function at init as ViT's std 0.02, Adam's relative step that of the equalised
     # layers; False: plain parameters at std 0.02 (Adam moves them ~10 % a step)
     d_tokens_equalized: bool = option(False, "D's class token and positions stored N(0, 1) x 0.02")
+    # ours (paper: none in ViT-D; StyleGAN2's D has one): a direct signal on how alike the fakes
+    # of a group are, against the one-layout ViT-G of issue 21 (README "Does it train?")
+    d_mbstd_group: int = option(0, "ViT-D: minibatch-stddev of the final tokens into the head "
+                                   "(group size; 0: off, the paper)", ge=0)
     # --- StyleGAN2 networks (used only with g_arch / d_arch = "stylegan2"; the mapping network's
     # z_dim, w_dim, mapping_layers and mapping_lr_mult above are shared by both G architectures).
     # Channels at resolution r: min(sg2_channel_base // r, sg2_channel_max) (StyleGAN2-ADA's

@@ -7,7 +7,7 @@ Every G has ``mapping(z[, c]) -> w``, ``synthesis(w) -> images``, ``forward(z,
 truncation_psi=1.0, *, c=None, update_w_avg=True)``, a ``w_avg`` buffer and ``.cfg``; every D has
 ``forward(images, c=None) -> logits (B,)`` and ``.cfg``. ``c`` (int64 class indices) is required
 exactly when ``cfg.classes`` is non-empty (``vitgan.layers.conditioning``). A D whose output for one image depends on the other images of its
-batch (StyleGAN2's minibatch standard deviation) has the class attribute ``cross_sample = True``,
+batch (minibatch standard deviation: StyleGAN2's D, ViT-D with ``d_mbstd_group``) has ``cross_sample = True``,
 and the loss then runs it separately on each group of views. The package and the models are
 imported lazily so that ``import vitgan`` stays light.
 """

@@ -3,6 +3,10 @@
     h_0 = [x_cls ; E x_1 ; ... ; E x_L] + E_pos       overlapping (P + 2o) patches, o = P/2
     h'  = MSA(LN(h)) + h ;  h = MLP(LN(h')) + h'      pre-norm blocks, L2 attention (tied W_q = W_k)
     D(x) = Linear(LN(h_L[cls]))                       one logit per image
+    D(x) = Linear([LN(h_L[cls]) ; sigma_g(LN(h_L))])  with ``d_mbstd_group`` g > 0 (ours, off by
+                                                      default): StyleGAN2's minibatch stddev of the
+                                                      final tokens over a group of g images, one
+                                                      more input of the head; D is then cross-sample
     D(x, c) = D(x) + <V c, LN(h_L[cls])>              class-conditional: projection (Miyato 2018)
 
 Every Linear and Conv layer is equalised (``cfg.equalized_lr``: weights stored N(0, 1), scaled by
@@ -22,6 +26,7 @@ from vitgan.layers.block import Block
 from vitgan.layers.conditioning import Projection, check_labels
 from vitgan.layers.equalized import make_linear
 from vitgan.layers.isn import apply_weight_norm
+from vitgan.layers.mbstd import MinibatchStd
 from vitgan.layers.patch import PatchEmbedding
 from vitgan.layers.sln import LayerNorm
 from vitgan.models.hub import HubMixin
@@ -68,7 +73,11 @@ class Discriminator(nn.Module, HubMixin):
                                       prefix_tokens=1, equalized=eq, qk_gain=qk_gain(cfg)))
             for _ in range(cfg.d_depth))
         self.norm = LayerNorm(dim)
-        self.head = make_linear(dim, 1, equalized=eq)
+        # minibatch stddev (d_mbstd_group > 0): images of a group see each other, so the loss runs
+        # reals, fakes and each consistency view in separate forwards (train/loss.py)
+        self.mbstd = MinibatchStd(cfg.d_mbstd_group) if cfg.d_mbstd_group else None
+        self.cross_sample = self.mbstd is not None
+        self.head = make_linear(dim + (1 if self.mbstd is not None else 0), 1, equalized=eq)
         # class-conditional: + <V c, LN(h_L[cls])>, V weight-normalised with the other layers
         self.projection = Projection(cfg.num_classes, dim, equalized=eq) if cfg.num_classes else None
         apply_weight_norm(self, cfg.d_norm, learned_gain=cfg.d_isn_learned_gain)  # ISN / SN / none on every Linear and Conv (stored weights)
@@ -82,7 +91,11 @@ class Discriminator(nn.Module, HubMixin):
         for block in self.blocks:
             x = block(x)
         phi = self.norm(x[:, 0])                                          # LN(class token)
-        logits = self.head(phi).squeeze(-1)                               # Linear(LN(class token))
+        head_in = phi
+        if self.mbstd is not None:  # sigma_g of LN(h_L) over each group: (B, D, N+1, 1) + 1 channel
+            sigma = self.mbstd(self.norm(x).transpose(1, 2).unsqueeze(-1))[:, -1, 0, 0]
+            head_in = torch.cat([phi, sigma.unsqueeze(1)], dim=1)
+        logits = self.head(head_in).squeeze(-1)                           # Linear(LN(class token))
         return logits if c is None else logits + self.projection(phi, c)  # + <V c, phi>
 
 

@@ -31,7 +31,7 @@ Efficiency: one augmentation call and ONE D forward per D step: the batch is
 ``cat([A(x), A(G(z)), T(A(x)), T(A(G(z)))])`` (the last two only for bCR terms with a non-zero
 weight), split afterwards. This is exact because the ViT D has no cross-sample operation (no batch norm,
 no minibatch statistics). A D with one (StyleGAN2's minibatch standard deviation) says so with
-the class attribute ``cross_sample = True``; it is then run once per group of views (reals,
+the attribute ``cross_sample = True``; it is then run once per group of views (reals,
 fakes, each bCR view), so that no image's logit depends on images of another group.
 
 R1 (lazy, StyleGAN2): the loop runs ``"Dreg"`` once every ``r1_interval`` D steps (see
