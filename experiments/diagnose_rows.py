@@ -6,7 +6,8 @@
 Each NAME=RUN is a ``vitgan train`` run folder. For every window of ``--window`` kimg, the mean
 over its ticks of D's adversarial loss (D_real + D_fake; chance 2 ln 2 = 1.386), the clean logit
 gap, r_t, the mean attention entropy of D (ln 65 = 4.17 is uniform attention over 64 patches and
-the class token), the largest effective spectral norm of D's layers and G's loss. Writes
+the class token), the largest effective spectral norm of D's layers, G's loss and the fakes' layout
+share (diag/layout_share: 1 = one layout in many colourings). Writes
 --out/README.md (the table and each row's command, from its training_options.json) and copies each
 row's stats.jsonl, training_options.json, log.txt and last grid to --out/NAME/. Any metric-*.jsonl
 and an eval JSON (``vitgan eval RUN --json``, saved as RUN.eval.json beside the folder) go in too.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 COLUMNS = (("D adv", lambda r: r["loss/D_real"] + r["loss/D_fake"]), ("gap", "diag/logit_gap"),
            ("r_t", "diag/r_t"), ("attn entropy", "diag/attn_entropy_mean"),
-           ("sigma max", "diag/sigma_max"), ("G loss", "loss/G"))
+           ("sigma max", "diag/sigma_max"), ("G loss", "loss/G"), ("layout share", "diag/layout_share"))
 
 
 def value(row: dict, key) -> float:

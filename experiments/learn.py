@@ -82,6 +82,13 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "small-p0.2": ("small (lr 0.001), DiffAugment p 0.2", ["preset=small", "augment_p=0.2"], 4, 1),
     "small-stylegan2-p0.2": ("small-stylegan2 (lr 0.001), DiffAugment p 0.2",
                              ["preset=small-stylegan2", "augment_p=0.2"], 4, 1),
+    # the paper-size confirmation (issue 21): `--preset cifar10 --rows paper-b32 --kimg 96` (3000
+    # steps of 32), results in experiments/results/learn-paper; lr 0.001 as small at batch 32
+    "paper-b32": ("cifar10 preset (the paper's size) at batch 32, bf16, lr 0.001 (small's batch-32 lr)",
+                  ["preset=cifar10", "batch=32", "precision=bf16", "lr=0.001"], 4, 1),
+    # the small preset's probes (issue 21, one-layout G): 50 kimg, metric points at 25 and 50
+    "small-sln1": ("small, SLN gamma/beta init spread 1.0 instead of 0.5", ["preset=small", "sln_init_std=1.0"], 2, 1),
+    "small-mbstd4": ("small, ViT-D minibatch stddev (group 4)", ["preset=small", "d_mbstd_group=4"], 2, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
