@@ -64,7 +64,11 @@ def host_reads(monkeypatch):
 
     def to(self, *args, **kwargs):
         target = args[0] if args else kwargs.get("device")
-        if armed[0] and isinstance(target, (str, torch.device)) and str(target) == "cpu":
+        # a move to the host: the literal "cpu" (a device object equal to the tensor's own, e.g.
+        # ``v.to(device=x.device)`` for x on this CPU, is a move to where the data already is,
+        # and on a GPU it stays there), or a device tensor sent to the CPU
+        to_host = isinstance(target, (str, torch.device)) and torch.device(target).type == "cpu"
+        if armed[0] and to_host and (isinstance(target, str) or self.device.type != "cpu"):
             where = _caller_in_vitgan()
             if where is not None:
                 seen.append(f"to('cpu') at {where}")
@@ -108,6 +112,7 @@ def test_the_spy_sees_a_read_made_in_the_step(host_reads, monkeypatch):
     def add_and_read(self, values):  # the kind of line a debugging session leaves behind
         for v in values.values():
             float(v)
+            v.to("cpu")
         return added(self, values)
 
     monkeypatch.setattr(report.TickStats, "add", add_and_read)
@@ -115,3 +120,4 @@ def test_the_spy_sees_a_read_made_in_the_step(host_reads, monkeypatch):
     t.train_step()
     armed[0] = False
     assert any(s.startswith("__float__ at test_trainer_no_host_sync.py") for s in seen), seen
+    assert any(s.startswith("to('cpu') at test_trainer_no_host_sync.py") for s in seen), seen
