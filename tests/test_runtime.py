@@ -20,27 +20,33 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _policy_seen_by_the_cli(env_extra: dict) -> str:
-    """OMP_WAIT_POLICY as the `vitgan` command line leaves it, seen from its own process."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env_extra
+    """OMP_WAIT_POLICY and GOMP_SPINCOUNT as the `vitgan` command line leaves them, seen from its
+    own process."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env_extra
     code = ("import sys, os; sys.argv = ['vitgan', '--version']; import vitgan.cli as c; "
-            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
-def test_cli_sets_a_passive_wait_policy_before_torch_loads_and_keeps_the_users():
+def test_cli_sets_a_short_spin_passive_policy_before_torch_loads_and_keeps_the_users():
     # building the parser imports every command (and torch): the policy must be set by then
-    assert _policy_seen_by_the_cli({}) == "PASSIVE False"
-    assert _policy_seen_by_the_cli({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE False"
+    assert _policy_seen_by_the_cli({}) == f"PASSIVE {runtime.SPIN_COUNT} False"
+    assert _policy_seen_by_the_cli({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE None False"
+    assert _policy_seen_by_the_cli({"GOMP_SPINCOUNT": "0"}) == "None 0 False"
 
 
 def test_configure_openmp_does_nothing_once_torch_is_loaded(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     assert "torch" in sys.modules
     assert runtime.configure_openmp() == "default"
-    assert "OMP_WAIT_POLICY" not in os.environ
+    assert "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "3000")
+    assert runtime.openmp_setting() == "PASSIVE, spin 3000"
 
 
 @pytest.mark.parametrize("flags,expected", [({"avx2", "fma"}, False), ({"avx512f", "avx512_bf16"}, True),
@@ -99,5 +105,5 @@ def test_bench_contention_row_times_the_step_beside_a_busy_process(capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["step_ms_busy"] > 0
     assert res["busy_slowdown"] == pytest.approx(res["step_ms_busy"] / res["step_ms"])
-    assert res["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "default")
+    assert res["omp_wait_policy"] == runtime.openmp_setting()
     assert isinstance(res["bf16_units"], bool) and res["cpu"]

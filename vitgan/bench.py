@@ -49,7 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vitgan.config import parse_set
 from vitgan.layers.paths import reference_paths
-from vitgan.runtime import bf16_units, cpu_model
+from vitgan.runtime import bf16_units, cpu_model, openmp_setting
 from vitgan.timing import machine_name, matmul_peak_flops, median_ms, peak_memory_mb, sync
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": None}
@@ -208,7 +208,7 @@ def measure(args) -> dict:
         "peak_mem_mb": mem, "step_gflop": step_flops / 1e9,
         "achieved_tflops": achieved / 1e12, "matmul_peak_tflops": peak / 1e12,
         "mfu": achieved / peak, "compile_s": compile_s, "repeats": r, "warmup": w,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "omp_wait_policy": openmp_setting(),
         "bf16_units": bf16_units(device), "cpu": cpu_model(),
         "load_before": load_before, "load_after": os.getloadavg()[0],
     }

@@ -27,7 +27,7 @@ __all__ = ["measure_eval", "format_eval_table"]
 def measure_eval(args) -> dict:
     from vitgan.config import model_config
     from vitgan.metrics.inception import load_inception
-    from vitgan.runtime import bf16_units, configure_openmp, cpu_model
+    from vitgan.runtime import bf16_units, cpu_model, openmp_setting
 
     if args.dtype not in ("fp32", "bf16", "auto"):
         raise OptionError(f"--what eval runs the Inception network in fp32, bf16 or auto, not {args.dtype}")
@@ -53,7 +53,7 @@ def measure_eval(args) -> dict:
         "images_per_s": args.batch / (ms / 1e3), "gflop_per_image": flops / args.batch / 1e9,
         "achieved_tflops": achieved / 1e12, "matmul_peak_tflops": peak / 1e12, "mfu": achieved / peak,
         "peak_mem_mb": peak_memory_mb(device), "machine": machine_name(device),
-        "cpu": cpu_model(), "bf16_units": bf16_units(device), "omp_wait_policy": configure_openmp(),
+        "cpu": cpu_model(), "bf16_units": bf16_units(device), "omp_wait_policy": openmp_setting(),
         "load_before": load_before, "load_after": os.getloadavg()[0],
     }
 

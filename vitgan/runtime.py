@@ -1,6 +1,6 @@
 """How the process uses the machine: OpenMP's wait policy and which CPUs have bf16 units.
 
-Two facts measured on this project's 2-core machines (benchmarks/RESULTS.md, "contention"):
+Facts measured on this project's 2-core machines (benchmarks/RESULTS.md, "contention"):
 
 * With libgomp's default wait policy, an OpenMP thread that finishes its share of a parallel
   region spins for its partner. When another process holds the other core, the partner is
@@ -8,7 +8,13 @@ Two facts measured on this project's 2-core machines (benchmarks/RESULTS.md, "co
   48-83 ms to 1843 ms beside a 2-thread training. ``OMP_WAIT_POLICY=PASSIVE`` makes the waiting
   thread sleep instead. It must be in the environment before libgomp starts (before torch is
   imported), so the ``vitgan`` command line calls :func:`configure_openmp` first thing. A user's
-  own ``OMP_WAIT_POLICY`` (``ACTIVE`` for a dedicated machine) is kept.
+  own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (``OMP_WAIT_POLICY=ACTIVE`` for a dedicated
+  machine) is kept.
+* Sleeping at once costs an idle machine a wake-up per parallel region: PASSIVE made the idle
+  step 1.6x slower at tiny (172 vs 107 ms) and 1.5x at small bf16 (468 vs 315 ms). A short spin
+  before sleeping, ``GOMP_SPINCOUNT=3000`` (:data:`SPIN_COUNT`), keeps most of the idle speed
+  (125 and 373 ms) and stays within 2.2x beside a busy process (267 and 731 ms), where libgomp's
+  default spin (300,000) is 12.8x and 7.4x slower (benchmarks/RESULTS.md, 2026-12-07).
 * A bf16 matmul on a CPU without bf16 units (no AVX512-BF16, no AMX; e.g. AVX2-only CPUs) is
   emulated, ~100x slower than fp32. :func:`cpu_has_bf16` tells, and ``precision`` resolution
   (``vitgan.train.options.resolve_precision``) falls back to fp32 there with one warning line.
@@ -27,12 +33,26 @@ import sys
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
 
+#: libgomp's spin before a waiting thread sleeps, set with PASSIVE (the module says why)
+SPIN_COUNT = 3000
+
+
 def configure_openmp() -> str:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose a policy; returns the policy in
-    force. Does nothing once torch is imported (libgomp has read its environment by then)."""
-    if "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` and ``GOMP_SPINCOUNT=3000`` unless the user chose either;
+    returns the setting in force (:func:`openmp_setting`). Does nothing once torch is imported
+    (libgomp has read its environment by then)."""
+    chosen = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
+    if not chosen and "torch" not in sys.modules:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return os.environ.get("OMP_WAIT_POLICY", "default")
+        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+    return openmp_setting()
+
+
+def openmp_setting() -> str:
+    """The wait policy and spin count in this process's environment, e.g. ``PASSIVE, spin 3000``."""
+    policy = os.environ.get("OMP_WAIT_POLICY", "default")
+    spin = os.environ.get("GOMP_SPINCOUNT")
+    return policy if spin is None else f"{policy}, spin {spin}"
 
 
 def cpu_flags() -> set[str]:
