@@ -50,7 +50,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from vitgan.config import parse_set
 from vitgan.layers.paths import reference_paths
 from vitgan.runtime import bf16_units, cpu_model, openmp_setting
-from vitgan.timing import machine_name, matmul_peak_flops, median_ms, peak_memory_mb, sync
+from vitgan.timing import (machine_name, matmul_peak_flops, median_ms, peak_memory_mb, rate_rows, sync,
+                           table_lines)
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": None}
 
@@ -259,10 +260,7 @@ def format_table(res: dict) -> str:
             ("Trainer.train_step (D + G + EMA)", f"{res['step_ms']:.1f} ms"),
             ("images/s", f"{res['images_per_s']:.1f}"),
             ("peak memory", f"{res['peak_mem_mb']:.0f} MB"),
-            ("FLOPs per step", f"{res['step_gflop']:.1f} GFLOP"),
-            ("achieved", f"{res['achieved_tflops'] * 1e3:.1f} GFLOP/s"),
-            ("matmul peak (same dtype)", f"{res['matmul_peak_tflops'] * 1e3:.1f} GFLOP/s"),
-            ("MFU", f"{res['mfu']:.2f}")]
+            ("FLOPs per step", f"{res['step_gflop']:.1f} GFLOP"), *rate_rows(res)]
     if "step_ms_busy" in res:
         rows.append(("train_step, 1 busy process beside",
                      f"{res['step_ms_busy']:.1f} ms (x{res['busy_slowdown']:.2f} the idle step)"))
@@ -272,8 +270,7 @@ def format_table(res: dict) -> str:
             f"compile={res['compile']} reference={res['reference']} device={res['machine']}\n"
             f"  cpu={res['cpu']} bf16_units={res['bf16_units']} OMP_WAIT_POLICY={res['omp_wait_policy']} "
             f"load={res['load_before']:.2f}/{res['load_after']:.2f}")
-    width = max(len(k) for k, _ in rows)
-    lines = [head] + [f"  {k:<{width}}  {v}" for k, v in rows]
+    lines = table_lines(head, rows)
     if "profile" in res:
         prof = res["profile"]
         lines.append(f"  profile: {prof['cpu_total_ms']:.0f} ms self CPU time, "

@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from vitgan.errors import OptionError
-from vitgan.timing import machine_name, median_ms, matmul_peak_flops, peak_memory_mb
+from vitgan.timing import machine_name, matmul_peak_flops, median_ms, peak_memory_mb, rate_rows, table_lines
 
 __all__ = ["measure_eval", "format_eval_table"]
 
@@ -61,13 +61,9 @@ def measure_eval(args) -> dict:
 def format_eval_table(res: dict) -> str:
     rows = [("Inception features (resize included)", f"{res['ms_per_batch']:.1f} ms per batch"),
             ("images/s", f"{res['images_per_s']:.1f}"),
-            ("FLOPs per image", f"{res['gflop_per_image']:.2f} GFLOP"),
-            ("achieved", f"{res['achieved_tflops'] * 1e3:.1f} GFLOP/s"),
-            ("matmul peak (same dtype)", f"{res['matmul_peak_tflops'] * 1e3:.1f} GFLOP/s"),
-            ("MFU", f"{res['mfu']:.2f}"),
+            ("FLOPs per image", f"{res['gflop_per_image']:.2f} GFLOP"), *rate_rows(res),
             ("peak memory", f"{res['peak_mem_mb']:.0f} MB")]
     head = (f"eval: {res['network']} batch={res['batch']} at {res['resolution']}x{res['resolution']} "
             f"device={res['machine']}\n  cpu={res['cpu']} bf16_units={res['bf16_units']} "
             f"OMP_WAIT_POLICY={res['omp_wait_policy']} load={res['load_before']:.2f}/{res['load_after']:.2f}")
-    width = max(len(k) for k, _ in rows)
-    return "\n".join([head] + [f"  {k:<{width}}  {v}" for k, v in rows])
+    return "\n".join(table_lines(head, rows))

@@ -11,7 +11,8 @@ import time
 
 import torch
 
-__all__ = ["sync", "median_ms", "matmul_peak_flops", "peak_memory_mb", "machine_name"]
+__all__ = ["sync", "median_ms", "matmul_peak_flops", "peak_memory_mb", "machine_name", "rate_rows",
+           "table_lines"]
 
 
 def sync(device: torch.device) -> None:
@@ -53,3 +54,16 @@ def machine_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def rate_rows(res: dict) -> list[tuple[str, str]]:
+    """The achieved rate, the matmul peak it is measured against and their ratio, as table rows."""
+    return [("achieved", f"{res['achieved_tflops'] * 1e3:.1f} GFLOP/s"),
+            ("matmul peak (same dtype)", f"{res['matmul_peak_tflops'] * 1e3:.1f} GFLOP/s"),
+            ("MFU", f"{res['mfu']:.2f}")]
+
+
+def table_lines(head: str, rows: list[tuple[str, str]]) -> list[str]:
+    """``head`` then one aligned ``label  value`` line per row."""
+    width = max(len(k) for k, _ in rows)
+    return [head] + [f"  {k:<{width}}  {v}" for k, v in rows]
