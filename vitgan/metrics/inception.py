@@ -24,9 +24,9 @@ it with the same operations, so both files give the same features.
 
 Precision (``precision="bf16"``, issue 22): the features-only file can run its convolutions in
 bfloat16 on channels-last tensors (a bf16 copy of the network; resize and scaling stay float32,
-features come back as float32). On a CPU with bf16 units that is ~2.8x faster than fp32 at 1
-thread; the FID it gives differs from the fp32 one by the amount stated in README ("Evaluate")
-and benchmarks/RESULTS.md. ``auto`` (the default of ``vitgan eval`` and of training's metrics)
+features come back as float32). On a CPU with bf16 units (AMX) that is 2.4x faster than fp32 at 2
+threads; the FID it gives at N = 1000 is within 0.5 of the fp32 one (README "Evaluation
+protocol", benchmarks/RESULTS.md 2026-12-07). ``auto`` (the default of ``vitgan eval`` and of training's metrics)
 is bf16 on a CPU with bf16 units and fp32 elsewhere (CUDA included: published numbers are fp32).
 NVIDIA's file (with its own resize inside) always runs fp32. The precision is part of the
 extractor's name, of every result and of the statistics cache's key, so fp32 and bf16 features

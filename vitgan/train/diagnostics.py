@@ -18,7 +18,7 @@ augmentation, D in eval mode (so ISN's power iteration does not advance):
                         how much of the fakes' (reals') spatial layout all images share:
                         ||mean_i g_i||^2 / mean_i ||g_i||^2 over the grey images g_i, each
                         normalised to zero mean and unit variance (1: one layout in many
-                        colourings, the ViT-G collapse of issue 21; a batch of B unrelated images
+                        colourings, what issue 21's ViT-G grids looked like; a batch of B unrelated images
                         gives ~1/B; CIFAR-10 reals 0.019 at B = 128)
     diag/sigma_min, diag/sigma_max
                         range over D's Linear / Conv layers of the exact spectral norm of the
