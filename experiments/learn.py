@@ -89,6 +89,18 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     # the small preset's probes (issue 21, one-layout G): 50 kimg, metric points at 25 and 50
     "small-sln1": ("small, SLN gamma/beta init spread 1.0 instead of 0.5", ["preset=small", "sln_init_std=1.0"], 2, 1),
     "small-mbstd4": ("small, ViT-D minibatch stddev (group 4)", ["preset=small", "d_mbstd_group=4"], 2, 1),
+    # the conv D's drift to chance (issue 21), at lr 0.0025 where it drifts within ~25 kimg
+    # (diagnostics-conv: sg2-lr0.0025): 28 kimg each, `--kimg 28 --points 1`
+    "sg2-fast-dwide": ("small-stylegan2 at lr 0.0025, D channels x2", ["preset=small-stylegan2", "lr=0.0025",
+                                                                       "sg2_d_channel_mult=2"], 1, 1),
+    "sg2-fast-dlr": ("small-stylegan2, G lr 0.00125, D lr 0.0025", ["preset=small-stylegan2", "g_lr=0.00125",
+                                                                     "d_lr=0.0025"], 1, 1),
+    "sg2-fast-p0": ("small-stylegan2 at lr 0.0025, no DiffAugment", ["preset=small-stylegan2", "lr=0.0025",
+                                                                      "augment_p=0"], 1, 1),
+    "sg2-fast-mbstd32": ("small-stylegan2 at lr 0.0025, minibatch-stddev group 32 (ADA's cifar: 32)",
+                         ["preset=small-stylegan2", "lr=0.0025", "sg2_mbstd_group=32"], 1, 1),
+    "sg2-fast": ("small-stylegan2 at lr 0.0025 (the drift's reference, this CPU)",
+                 ["preset=small-stylegan2", "lr=0.0025"], 1, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
@@ -107,12 +119,18 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict:
     run = args.runs / name
+    preset = next((kv.split("=", 1)[1] for kv in sets if kv.startswith("preset=")), args.preset)
+    sets = [kv for kv in sets if not kv.startswith("preset=")]
+    if args.collect:  # a row trained (or resumed, or stopped) by hand: summarise its run folder
+        stats = read_jsonl(run / "stats.jsonl")
+        if not stats:
+            raise SystemExit(f"{run}: no stats.jsonl to collect; train the row first")
+        return summarise(name, args, run, preset, sets, points, exit_code=None,
+                         wall=sum(r.get("sec_per_tick", 0.0) for r in stats), load0="?")
     if run.exists():
         shutil.rmtree(run)
     kimg = args.kimg * share
     every = kimg / points
-    preset = next((kv.split("=", 1)[1] for kv in sets if kv.startswith("preset=")), args.preset)
-    sets = [kv for kv in sets if not kv.startswith("preset=")]
     cmd = [sys.executable, "-m", "vitgan", "train", "--preset", preset, "--data", str(args.data),
            "--out", str(run), "--kimg", str(kimg),
            "--set", f"tick_kimg={args.tick_kimg}", "--set", f"metrics_kimg={every}",
@@ -124,7 +142,13 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(args.threads)}
     with open(args.runs / f"{name}.log", "w") as log:  # (rows may run side by side: one log each)
         proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wall = time.time() - t0
+    return summarise(name, args, run, preset, sets, points, exit_code=proc.returncode,
+                     wall=time.time() - t0, load0=load0)
+
+
+def summarise(name: str, args, run: Path, preset: str, sets: list[str], points: int, *,
+              exit_code, wall: float, load0: str) -> dict:
+    """Copy a row's summary files to --out/<row>/ and return its results.json entry."""
     stats = read_jsonl(run / "stats.jsonl")
     fid = {r["kimg"]: r["fid"] for r in read_jsonl(run / "metric-fid.jsonl")}
     kid = {r["kimg"]: r["kid_mean"] for r in read_jsonl(run / "metric-kid.jsonl")}
@@ -142,26 +166,38 @@ def run_row(name: str, args, sets: list[str], points: int, share: float) -> dict
     if points > 1:  # the grid at each metric point (fakes<nimg>.png; nimg 0 is the start)
         for g in grids[1:-1]:
             shutil.copy2(g, out / g.name)
+    resumes = read_json(run / "training_options.json").get("resumes", [])
     return {
-        "row": name, "what": ROWS[name][0], "preset": preset, "set": sets, "exit": proc.returncode,
+        "row": name, "what": ROWS[name][0], "preset": preset, "set": sets, "exit": exit_code,
         "commit": args.commit, "date": time.strftime("%Y-%m-%d"),
         "kimg": stats[-1]["kimg"] if stats else 0, "wall_s": round(wall, 1),
         "load_before": load0, "load_after": uptime(), "threads": args.threads, "jobs": args.jobs,
+        "collected": bool(args.collect), "resumed_at_kimg": [r.get("at_kimg") for r in resumes],
         "fid": fid, "kid": kid, "recall": recall, "div_ratio": div, **health(stats),
     }
 
 
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def health(stats: list[dict]) -> dict:
-    """D's losses at 20 kimg and the training-health means over the last tenth of a run's stats."""
+    """D's losses at 20 kimg, the largest per-step D loss, and the training-health means over the
+    last tenth and the last quarter of a run's stats."""
     for r in stats:  # D's adversarial loss alone (loss/D adds the bCR / LeCam terms): 2 ln 2 = chance
         r["loss/D_adv"] = r["loss/D_real"] + r["loss/D_fake"]
-    last = stats[-max(1, len(stats) // 10):]  # the last tenth of the run
-    mean = lambda k: (sum(r[k] for r in last if k in r) / max(1, sum(k in r for r in last)))  # noqa: E731
+    keys = ("loss/D", "loss/D_adv", "loss/G", "diag/r_t", "diag/logit_gap", "diag/logit_std", "diag/grad_real",
+            "diag/attn_entropy_min", "diag/layout_share")
+
+    def means(last: list[dict]) -> dict:
+        return {k: round(sum(r[k] for r in last if k in r) / sum(k in r for r in last), 4)
+                for k in keys if any(k in r for r in last)}
+
     at20 = min(stats, key=lambda r: abs(r["kimg"] - 20)) if stats else {}
     return {"D_loss_at_20kimg": at20.get("loss/D"), "D_adv_at_20kimg": at20.get("loss/D_adv"),
-            "last_tenth": {k: round(mean(k), 4) for k in ("loss/D", "loss/D_adv", "loss/G", "diag/r_t",
-                                                          "diag/logit_gap", "diag/logit_std", "diag/grad_real",
-                                                          "diag/attn_entropy_min") if any(k in r for r in last)}}
+            "D_loss_max_per_step": max((r["loss/D_max"] for r in stats if "loss/D_max" in r), default=None),
+            "last_tenth": means(stats[-max(1, len(stats) // 10):]),
+            "last_quarter": means(stats[-max(1, len(stats) // 4):])}
 
 
 def table(results: list[dict], points: list[float]) -> str:
@@ -209,6 +245,9 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "learn")
     p.add_argument("--runs", type=Path, default=Path("/tmp/vitgan-learn"))
     p.add_argument("--table-only", action="store_true", help="only rewrite table.md from results.json")
+    p.add_argument("--collect", action="store_true",
+                   help="train nothing: summarise the rows' existing run folders under --runs (a row "
+                        "resumed or stopped by hand; wall = the sum of its ticks' seconds)")
     p.add_argument("--jobs", type=int, default=1,
                    help="rows trained side by side, each with cpu_count/jobs threads")
     args = p.parse_args()

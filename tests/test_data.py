@@ -430,3 +430,30 @@ def test_real_cifar_jpeg_archive_test_split(cifar_archive):
     again = open_dataset(str(cifar_archive), resolution=32, split="test", max_images=200, **QUIET)
     assert torch.equal(again.images, ds.images) and torch.equal(again.labels, ds.labels)
     assert again.fingerprint == ds.fingerprint
+
+
+def test_fingerprint_follows_content_not_place_or_time(tmp_path, cifar_archive):
+    """A copy elsewhere with new file times is the same data (a resumed run, a stats cache);
+    the same path and file times with other pixels is not, in memory or read lazily."""
+    import os
+    import shutil
+
+    copy = tmp_path / "elsewhere" / cifar_archive.name
+    copy.parent.mkdir()
+    shutil.copyfile(cifar_archive, copy)
+    os.utime(copy, (1, 1))
+    for in_memory in (True, False):
+        a = open_dataset(str(cifar_archive), resolution=32, max_images=50, in_memory=in_memory, **QUIET)
+        b = open_dataset(str(copy), resolution=32, max_images=50, in_memory=in_memory, **QUIET)
+        assert a.fingerprint == b.fingerprint
+    tar = tmp_path / "t.tar"
+    prints = []
+    for colour in ((10, 20, 30), (10, 20, 31)):
+        for i in range(3):
+            write(str(tmp_path / "img" / f"{i}.png"), encode(solid(colour, (8, 8))))
+        with tarfile.open(tar, "w") as tf:
+            tf.add(tmp_path / "img", arcname=".")
+        os.utime(tar, (1, 1))
+        prints.append([open_dataset(str(tar), resolution=8, in_memory=m, **QUIET).fingerprint
+                       for m in (True, False)])
+    assert prints[0][0] != prints[1][0] and prints[0][1] != prints[1][1]

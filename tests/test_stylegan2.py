@@ -294,6 +294,22 @@ def test_info_reports_every_combination(g_arch, d_arch):
     assert "generator" in format_info(info, "x")
 
 
+def test_d_channel_mult_widens_only_the_discriminator():
+    """sg2_d_channel_mult=k: every D layer k x the G's channels at its resolution; G unchanged."""
+    base, wide = small_cfg(), small_cfg(sg2_d_channel_mult=2)
+    D1, D2 = build_discriminator(base), build_discriminator(wide)
+    for (n1, p1), (n2, p2) in zip(D1.named_parameters(), D2.named_parameters()):
+        assert n1 == n2
+        if p1.dim() == 4:  # conv weights (out, in, k, k): out (and in, past fromRGB) doubled
+            assert p2.shape[0] == 2 * p1.shape[0]
+            assert p2.shape[1] == (p1.shape[1] if n1.startswith("fromrgb") else
+                                   2 * p1.shape[1] - (1 if n1 == "conv.conv.weight" else 0))
+    assert [p.shape for p in build_generator(wide).parameters()] == \
+        [p.shape for p in build_generator(base).parameters()]
+    x = torch.randn(2, base.channels, base.resolution, base.resolution)
+    assert D2(x).shape == (2,)
+
+
 def test_info_counts_the_stylegan2_discriminator_flops():
     """D FLOPs against a hand count: fromRGB, per block conv0 + blur + strided conv1 + skip
     (FIR downsample + 1x1), epilogue conv + FCs; FIR filters are depthwise 4x4 convolutions."""

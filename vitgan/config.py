@@ -101,6 +101,8 @@ class ModelConfig:
     # channel_base / channel_max; its cifar config: 32768 and 512, so 512 at every resolution).
     sg2_channel_base: int = option(32768, "StyleGAN2 channels at r: min(base // r, max)", ge=1)
     sg2_channel_max: int = option(512, "StyleGAN2 channels at most", ge=1)
+    # ours: a D wider than its G (issue 21: the small conv D drifted to chance against its G)
+    sg2_d_channel_mult: int = option(1, "StyleGAN2 D channels = this x G's at each resolution", ge=1)
     sg2_mbstd_group: int = option(4, "minibatch-stddev group size (min with the batch, as in ADA)", ge=1)
     # ADA's default "resnet"; its cifar config uses "orig", i.e. False
     sg2_d_residual: bool = option(True, "residual StyleGAN2 D blocks")
@@ -147,6 +149,10 @@ class ModelConfig:
     def sg2_channels(self, res: int) -> int:
         """StyleGAN2's feature maps at resolution ``res``: min(channel_base // res, channel_max)."""
         return min(self.sg2_channel_base // res, self.sg2_channel_max)
+
+    def sg2_d_channels(self, res: int) -> int:
+        """The StyleGAN2 D's feature maps at ``res``: ``sg2_d_channel_mult`` x the G's."""
+        return self.sg2_d_channel_mult * self.sg2_channels(res)
 
     # ---------------------------------------------------------------- checks
     def validate(self) -> None:

@@ -77,7 +77,7 @@ def model_info(cfg: ModelConfig) -> dict:
         "patch_size": g(cfg.patch_size), "d_patch_size": d(cfg.d_patch), "d_window": d(d_window),
         "g_blocks": cfg.g_depth if g_vit else n_res, "d_blocks": cfg.d_depth if d_vit else n_res - 1,
         "g_width": cfg.g_dim if g_vit else cfg.sg2_channels(cfg.resolution),
-        "d_width": cfg.d_dim if d_vit else cfg.sg2_channels(cfg.resolution),
+        "d_width": cfg.d_dim if d_vit else cfg.sg2_d_channels(cfg.resolution),
         "g_heads": g(cfg.g_heads), "d_heads": d(cfg.d_heads),
         "g_mlp": g(cfg.g_mlp_dim), "d_mlp": d(cfg.d_mlp_dim),
         "g_gflops": round(forward_gflops(G, z), 4), "d_gflops": round(forward_gflops(D, images), 4),

@@ -66,8 +66,9 @@ def _vit_blocks(depth: int, tokens: int, width: int, mlp: int, heads: int) -> in
     return depth * (tokens * (10 * width + 2 * mlp) + heads * tokens * tokens)
 
 
-def _sg2_layers(cfg) -> int:
-    return sum(8 * cfg.sg2_channels(1 << k) * (1 << k) ** 2 for k in range(2, cfg.resolution.bit_length()))
+def _sg2_layers(cfg, channels=None) -> int:
+    channels = channels or cfg.sg2_channels
+    return sum(8 * channels(1 << k) * (1 << k) ** 2 for k in range(2, cfg.resolution.bit_length()))
 
 
 def activation_numbers(cfg) -> tuple[int, int]:
@@ -83,7 +84,7 @@ def activation_numbers(cfg) -> tuple[int, int]:
         d = (_vit_blocks(cfg.d_depth, cfg.d_tokens, cfg.d_dim, cfg.d_mlp_dim, cfg.d_heads)
              + cfg.d_tokens * window ** 2 * cfg.channels)
     else:
-        d = _sg2_layers(cfg)
+        d = _sg2_layers(cfg, cfg.sg2_d_channels)
     return g + res2 * cfg.channels, d
 
 

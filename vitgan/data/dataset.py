@@ -219,9 +219,18 @@ class ImageDataset(torch.utils.data.Dataset):
         ))
 
     def _fingerprint(self) -> str:
+        """Names what the model sees: the decoded pixels and labels when they are in memory (exact,
+        whatever path or file times), else the source's content identity (sources.file_identity)."""
+        if self.in_memory:
+            digest = hashlib.blake2b(self.images.contiguous().numpy().data, digest_size=16)
+            if self.labels is not None:
+                digest.update(self.labels.contiguous().numpy().data)
+            content = {"kind": self.source.kind, "pixels": digest.hexdigest()}
+        else:
+            content = self.source.identity()
         key = {
             "prep": PREP_VERSION,
-            "source": self.source.identity(),
+            "source": content,
             "split": self.split,
             "resolution": self.resolution,
             "channels": self.channels,

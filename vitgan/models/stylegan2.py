@@ -160,7 +160,7 @@ class StyleGAN2Discriminator(nn.Module, HubMixin):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        ch = cfg.sg2_channels
+        ch = cfg.sg2_d_channels
         self.fromrgb = ConvLayer(cfg.channels, ch(cfg.resolution), 1)
         self.blocks = nn.ModuleList(DiscriminatorBlock(ch(r), ch(r // 2), residual=cfg.sg2_d_residual)
                                     for r in reversed(_resolutions(cfg)[1:]))
