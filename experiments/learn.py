@@ -153,6 +153,7 @@ def summarise(name: str, args, run: Path, preset: str, sets: list[str], points: 
     fid = {r["kimg"]: r["fid"] for r in read_jsonl(run / "metric-fid.jsonl")}
     kid = {r["kimg"]: r["kid_mean"] for r in read_jsonl(run / "metric-kid.jsonl")}
     recall = {r["kimg"]: r["recall"] for r in read_jsonl(run / "metric-pr.jsonl")}
+    precision = {r["kimg"]: r["precision"] for r in read_jsonl(run / "metric-pr.jsonl")}
     div = {r["kimg"]: r["div_ratio"] for r in read_jsonl(run / "metric-div.jsonl")}
     out = args.out / name
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +174,8 @@ def summarise(name: str, args, run: Path, preset: str, sets: list[str], points: 
         "kimg": stats[-1]["kimg"] if stats else 0, "wall_s": round(wall, 1),
         "load_before": load0, "load_after": uptime(), "threads": args.threads, "jobs": args.jobs,
         "collected": bool(args.collect), "resumed_at_kimg": [r.get("at_kimg") for r in resumes],
-        "fid": fid, "kid": kid, "recall": recall, "div_ratio": div, **health(stats),
+        "fid": fid, "kid": kid, "precision": precision, "recall": recall, "div_ratio": div,
+        **health(stats),
     }
 
 
