@@ -101,6 +101,11 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
                          ["preset=small-stylegan2", "lr=0.0025", "sg2_mbstd_group=32"], 1, 1),
     "sg2-fast": ("small-stylegan2 at lr 0.0025 (the drift's reference, this CPU)",
                  ["preset=small-stylegan2", "lr=0.0025"], 1, 1),
+    # the conv D held by a two-timescale lr (issue 21; conv-drift probes): 200 kimg, 4 points
+    "small-stylegan2-ttur": ("small-stylegan2, G lr 0.00125, D lr 0.0025 (the conv-drift probes' best)",
+                             ["preset=small-stylegan2", "g_lr=0.00125", "d_lr=0.0025"], 4, 1),
+    "small-hybrid-ttur": ("small-hybrid, G lr 0.00125, D lr 0.0025",
+                          ["preset=small-hybrid", "g_lr=0.00125", "d_lr=0.0025"], 4, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
