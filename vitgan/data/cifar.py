@@ -154,8 +154,7 @@ def read_cifar(path: str, split: str, name: str = "cifar10") -> ArraySource:
         names = meta.get("label_names")
         classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names] if names else None
     if os.path.isdir(path):
-        identity = {"kind": "cifar", "path": os.path.abspath(path),
-                    "files": [file_identity(os.path.join(path, b)) for b in wanted]}
+        identity = {"kind": "cifar", "files": [file_identity(os.path.join(path, b)) for b in wanted]}
     else:
         identity = {"kind": "cifar", **file_identity(path)}
     return ArraySource(path, name, images, identity,
