@@ -37,19 +37,14 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz
 LAZY_ARCHIVE_LIMIT = 4 << 30  # bytes of a compressed tar's members held in memory when lazy
 
 
-_SAMPLE = 1 << 20  # bytes read at each of five places of a file for its identity
-
-
-def file_identity(path: str) -> dict:
-    """What a file holds, not where it lies or when it was touched: its size and a digest of
-    five 1 MiB samples (start, quarters, end). A copy, a move or a remount that resets mtimes
-    keeps it (a run resumed on another machine, a stats cache beside a copied archive)."""
-    size = os.stat(path).st_size
-    digest = hashlib.blake2b(digest_size=16)
+def file_identity(path: str, sample: int = 1 << 20) -> dict:
+    """What a file holds, not where it lies or when it was touched (a copy or a remount keeps it):
+    its size and a digest of five ``sample``-byte pieces (start, quarters, end)."""
+    size, digest = os.stat(path).st_size, hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
-        for at in sorted({0, size // 4, size // 2, 3 * size // 4, max(size - _SAMPLE, 0)}):
+        for at in sorted({0, size // 4, size // 2, 3 * size // 4, max(size - sample, 0)}):
             f.seek(at)
-            digest.update(f.read(_SAMPLE))
+            digest.update(f.read(sample))
     return {"size": size, "sample": digest.hexdigest()}
 
 
@@ -200,8 +195,7 @@ class FolderSource(Source):
                 digest.update(f"{n}\0{os.stat(os.path.join(self.path, n)).st_size}\n".encode())
             except OSError:
                 digest.update(f"{n}\0missing\n".encode())
-        # names and sizes, not mtimes or the folder's path (a copy keeps them); an in-memory
-        # dataset fingerprints its decoded pixels instead (ImageDataset._fingerprint)
+        # names and sizes, not mtimes or the path (in memory: pixels, ImageDataset._fingerprint)
         return {"kind": self.kind, "files": digest.hexdigest()}
 
     def read(self, i: int):
