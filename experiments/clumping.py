@@ -15,9 +15,7 @@ reals far from every fake = tight clumps of near-duplicates (a one-layout genera
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,12 +24,13 @@ from vitgan.runtime import configure_openmp
 
 configure_openmp()
 
-import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
+from record import save  # noqa: E402  (experiments/record.py)
 from vitgan.data import open_dataset  # noqa: E402
 from vitgan.metrics.features import dataset_feature_set, generator_features  # noqa: E402
 from vitgan.metrics.inception import load_inception  # noqa: E402
-from vitgan.metrics.manifold import _blocks, _inside, knn_radii, precision_recall  # noqa: E402
+from vitgan.metrics.manifold import knn_radii, precision_recall  # noqa: E402
 from vitgan.metrics.stats_cache import StatsCache  # noqa: E402
 from vitgan.runs.source import open_run  # noqa: E402
 
@@ -39,29 +38,25 @@ REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-yk-jpeg.tar.gz"
 
 
-def nearest(probes: np.ndarray, points: np.ndarray, *, same: bool = False) -> np.ndarray:
-    """(P,) distance of each probe to its nearest point (itself excluded when ``same``)."""
-    out = np.empty(probes.shape[0])
-    for start, d in _blocks(probes, points):
-        if same:
-            d[np.arange(d.shape[0]), start + np.arange(d.shape[0])] = np.inf
-        out[start:start + d.shape[0]] = d.min(axis=1)
-    return out
-
-
-def clumping(fake: np.ndarray, real: np.ndarray, k: int = 3) -> dict:
-    fake, real = fake.astype(np.float64), real.astype(np.float64)
-    rf, rr = knn_radii(fake, k), knn_radii(real, k)
-    precision, recall = precision_recall(fake, real, k=k)
-    spread = _inside(real, fake, np.full(fake.shape[0], np.median(rr))).mean()
-    r3 = lambda x: round(float(x), 3)  # noqa: E731
-    return {"k": k, "median_knn_radius_fake": r3(np.median(rf)), "median_knn_radius_real": r3(np.median(rr)),
-            "radius_ratio_fake_over_real": r3(np.median(rf) / np.median(rr)),
-            "median_real_to_nearest_fake": r3(np.median(nearest(real, fake))),
-            "median_real_to_nearest_other_real": r3(np.median(nearest(real, real, same=True))),
-            "median_fake_to_nearest_other_fake": r3(np.median(nearest(fake, fake, same=True))),
+def clumping(fake, real, k: int = 3) -> dict:
+    """The nearest-neighbour figures of the module docstring, for (N, D) feature arrays (N of a
+    few thousand: the N x N distances are held at once, in float64)."""
+    x, y = torch.as_tensor(fake, dtype=torch.float64), torch.as_tensor(real, dtype=torch.float64)
+    rf, rr = torch.as_tensor(knn_radii(x.numpy(), k)), torch.as_tensor(knn_radii(y.numpy(), k))
+    med = lambda t: t.quantile(0.5)  # noqa: E731  (numpy's median: the mean of the middle two)
+    d_rf, d_rr, d_ff = torch.cdist(y, x), torch.cdist(y, y), torch.cdist(x, x)
+    d_rr.fill_diagonal_(float("inf"))
+    d_ff.fill_diagonal_(float("inf"))
+    precision, recall = precision_recall(x.numpy(), y.numpy(), k=k)
+    widened = (d_rf <= med(rr)).any(dim=1).double().mean()  # every fake ball at the reals' radius
+    r3 = lambda v: round(float(v), 3)  # noqa: E731
+    return {"k": k, "median_knn_radius_fake": r3(med(rf)), "median_knn_radius_real": r3(med(rr)),
+            "radius_ratio_fake_over_real": r3(med(rf) / med(rr)),
+            "median_real_to_nearest_fake": r3(med(d_rf.min(dim=1).values)),
+            "median_real_to_nearest_other_real": r3(med(d_rr.min(dim=1).values)),
+            "median_fake_to_nearest_other_fake": r3(med(d_ff.min(dim=1).values)),
             "precision": r3(precision), "recall": r3(recall),
-            "recall_with_fake_balls_at_the_reals_median_radius": r3(spread)}
+            "recall_with_fake_balls_at_the_reals_median_radius": r3(widened)}
 
 
 def main(argv=None) -> int:
@@ -78,19 +73,9 @@ def main(argv=None) -> int:
     fake = generator_features(ext, run.G, args.n, seed=0)[0].numpy()
     train = open_dataset(str(args.data), resolution=run.G.cfg.resolution, split="train")
     real = dataset_feature_set(ext, train, args.n, split="train", cache=StatsCache()).features
-    result = {
-        "command": " ".join(["python", "experiments/clumping.py", *(argv or sys.argv[1:])]),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                 capture_output=True, text=True).stdout.strip(),
-        "generator": str(args.run), "n": args.n, "network": ext.name, "load": os.getloadavg()[0],
-        **clumping(fake, real), "seconds": round(time.time() - t0, 1),
-    }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    save("clumping.py", argv, {"generator": str(args.run), "n": args.n, "network": ext.name,
+                               "load": os.getloadavg()[0], **clumping(fake, real),
+                               "seconds": round(time.time() - t0, 1)}, args.out)
     return 0
 
 

@@ -1,8 +1,9 @@
 """Can a run's D separate its generator's fakes from reals when the generator stands still?
 
 Loads a checkpoint's discriminator and EMA generator, freezes the generator, and trains the
-discriminator alone for ``--steps`` steps with the run's own recipe (logistic loss, its DiffAugment,
-Adam at its D lr, beta1 0, beta2 0.99; no R1 or bCR): D's adversarial loss (chance 2 ln 2 = 1.386)
+discriminator alone for ``--steps`` steps with the training loop's own D step
+(``ViTGANLoss.accumulate_gradients("Dmain")``: logistic loss on the run's DiffAugment views; no R1
+or bCR) and Adam at the run's D lr and betas: D's adversarial loss (chance 2 ln 2 = 1.386)
 and clean logit gap at the start and every ``--every`` steps. A D that separates the frozen fakes
 within a few hundred steps has the capacity, and its drift to chance in training is the game's
 dynamics (G moving faster than D follows); a D that cannot is short of capacity or blind to
@@ -14,7 +15,6 @@ what tells the fakes apart.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -27,9 +27,11 @@ configure_openmp()
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from record import save  # noqa: E402  (experiments/record.py)
 from vitgan.data import open_dataset  # noqa: E402
 from vitgan.runs.source import open_run  # noqa: E402
 from vitgan.train.augment import DiffAugment  # noqa: E402
+from vitgan.train.loss import ViTGANLoss  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-yk-jpeg.tar.gz"
@@ -71,30 +73,22 @@ def main(argv=None) -> int:
     reals = ds.images.float() / 127.5 - 1
     D.train().requires_grad_(True)
     G.eval().requires_grad_(False)
-    opt = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.0, 0.99), eps=1e-8)
+    opt = torch.optim.Adam(D.parameters(), lr=lr, betas=(train.get("beta1", 0.0), train.get("beta2", 0.99)))
+    loss = ViTGANLoss(G, D, aug, bcr_real=0.0, bcr_fake=0.0, r1_gamma=0.0)  # the D step, nothing added
     gen = torch.Generator().manual_seed(1)
     curve = [{"step": 0, **measure(D, G, reals, aug, src.cfg.z_dim, gen)}]
     for step in range(1, args.steps + 1):
-        with torch.no_grad():
-            fake = G(torch.randn(args.batch, src.cfg.z_dim, generator=gen)).float()
         real = reals[torch.randint(0, len(reals), (args.batch,), generator=gen)]
-        loss = F.softplus(-logits(D, aug(real, gen))).mean() + F.softplus(logits(D, aug(fake, gen))).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.accumulate_gradients("Dmain", real, torch.randn(args.batch, src.cfg.z_dim, generator=gen))
         opt.step()
         if step % args.every == 0 or step == args.steps:
             curve.append({"step": step, **measure(D, G, reals, aug, src.cfg.z_dim, gen)})
             print(curve[-1], flush=True)
-    result = {"command": " ".join(["python", "experiments/frozen_g_probe.py", *(argv or sys.argv[1:])]),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "checkpoint": str(args.checkpoint),
-              "kimg": src.origin.get("kimg"), "g_arch": src.cfg.g_arch, "d_arch": src.cfg.d_arch, "d_lr": lr,
-              "augment": repr(aug), "batch": args.batch, "chance": round(2 * math.log(2), 4), "curve": curve,
-              "seconds": round(time.time() - t0, 1)}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    save("frozen_g_probe.py", argv, {
+        "checkpoint": str(args.checkpoint), "kimg": src.origin.get("kimg"), "g_arch": src.cfg.g_arch,
+        "d_arch": src.cfg.d_arch, "d_lr": lr, "augment": repr(aug), "batch": args.batch,
+        "chance": round(2 * math.log(2), 4), "curve": curve, "seconds": round(time.time() - t0, 1)}, args.out)
     return 0
 
 

@@ -12,9 +12,7 @@ split against its train split), where FID is small and a fixed error shows most.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from vitgan.metrics.registry import compute_metrics  # noqa: E402
 from vitgan.metrics.stats_cache import FeatureSet  # noqa: E402
 from vitgan.runtime import cpu_has_bf16, cpu_model  # noqa: E402
 from vitgan.runs.source import open_run  # noqa: E402
+from record import save  # noqa: E402  (experiments/record.py)
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-yk-jpeg.tar.gz"
@@ -75,20 +74,12 @@ def main(argv=None) -> int:
         r["kid_diff"] = round(r["bf16"]["kid"] - r["fp32"]["kid"], 5)
     rel = ((feats["fp32", "train"] - feats["bf16", "train"]).norm(dim=1)
            / feats["fp32", "train"].norm(dim=1))
-    result = {
-        "command": " ".join(["python", "experiments/inception_precision.py", *(argv or sys.argv[1:])]),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                 capture_output=True, text=True).stdout.strip(),
+    save("inception_precision.py", argv, {
         "cpu": cpu_model(), "bf16_units": cpu_has_bf16(), "threads": torch.get_num_threads(),
         "load": os.getloadavg()[0], "n": args.n, "generator": str(args.run),
         "metrics": rows, "seconds": seconds,
         "feature_relative_error": {"median": round(float(rel.median()), 4), "max": round(float(rel.max()), 4)},
-    }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
+    }, args.out)
     return 0
 
 

@@ -310,13 +310,16 @@ def test_d_channel_mult_widens_only_the_discriminator():
     assert D2(x).shape == (2,)
 
 
-def test_info_counts_the_stylegan2_discriminator_flops():
+@pytest.mark.parametrize("mult", [1, 2])
+def test_info_counts_the_stylegan2_discriminator_flops(mult):
     """D FLOPs against a hand count: fromRGB, per block conv0 + blur + strided conv1 + skip
-    (FIR downsample + 1x1), epilogue conv + FCs; FIR filters are depthwise 4x4 convolutions."""
+    (FIR downsample + 1x1), epilogue conv + FCs; FIR filters are depthwise 4x4 convolutions.
+    ``sg2_d_channel_mult`` multiplies every D width by ``mult``."""
     from vitgan.info import forward_gflops
 
-    cfg = small_cfg("vit", "stylegan2", sg2_d_residual=True)
-    ch, R, C = cfg.sg2_channels, cfg.resolution, cfg.channels
+    cfg = small_cfg("vit", "stylegan2", sg2_d_residual=True, sg2_d_channel_mult=mult)
+    ch = lambda r: mult * cfg.sg2_channels(r)  # noqa: E731  (the G's channels, times mult)
+    R, C = cfg.resolution, cfg.channels
     flops = 2 * R * R * C * ch(R)                                             # fromRGB (1x1)
     for r in (16, 8):
         ci, co = ch(r), ch(r // 2)
