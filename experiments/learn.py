@@ -106,6 +106,9 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
                              ["preset=small-stylegan2", "g_lr=0.00125", "d_lr=0.0025"], 4, 1),
     "small-hybrid-ttur": ("small-hybrid, G lr 0.00125, D lr 0.0025",
                           ["preset=small-hybrid", "g_lr=0.00125", "d_lr=0.0025"], 4, 1),
+    # the ViT with the conv baseline's lever (issue 21): D at twice G's lr, G at the preset's 0.001
+    "small-ttur": ("small, G lr 0.001, D lr 0.002 (the two-timescale pair that held the conv D)",
+                   ["preset=small", "g_lr=0.001", "d_lr=0.002"], 4, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
