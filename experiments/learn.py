@@ -109,6 +109,12 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     # the ViT with the conv baseline's lever (issue 21): D at twice G's lr, G at the preset's 0.001
     "small-ttur": ("small, G lr 0.001, D lr 0.002 (the two-timescale pair that held the conv D)",
                    ["preset=small", "g_lr=0.001", "d_lr=0.002"], 4, 1),
+    # probes against the wider ViT's collapse (issue 21): 50 kimg, `--kimg 50 --points 0.5,1`
+    "small-rpgan": ("small, relativistic pairing loss (RpGAN, R3GAN's; without its R1 + R2, which "
+                    "the paper says cripple a ViT D); D adv = its pair loss x 2", ["preset=small",
+                                                                 "gan_loss=relativistic"], 2, 1),
+    "small-map2": ("small, 2-layer mapping MLP (StyleGAN2-ADA cifar's) instead of 8",
+                   ["preset=small", "mapping_layers=2"], 2, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
@@ -195,7 +201,8 @@ def health(stats: list[dict]) -> dict:
     """D's losses at 20 kimg, the largest per-step D loss, and the training-health means over the
     last tenth and the last quarter of a run's stats."""
     for r in stats:  # D's adversarial loss alone (loss/D adds the bCR / LeCam terms): 2 ln 2 = chance
-        r["loss/D_adv"] = r["loss/D_real"] + r["loss/D_fake"]
+        # (relativistic rows: twice the pair loss, whose chance is ln 2, on the same scale)
+        r["loss/D_adv"] = 2 * r["loss/D_pair"] if "loss/D_pair" in r else r["loss/D_real"] + r["loss/D_fake"]
     keys = ("loss/D", "loss/D_adv", "loss/G", "diag/r_t", "diag/logit_gap", "diag/logit_std", "diag/grad_real",
             "diag/attn_entropy_min", "diag/layout_share")
 

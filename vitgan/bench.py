@@ -190,10 +190,14 @@ def measure(args) -> dict:
     t_g_step = median_ms(t.g_step, device, r, w)
     step_ms = median_ms(t.train_step, device, r, w)
     mem = peak_memory_mb(device)
-    busy_ms = None
+    busy_ms = threads_idle = threads_busy = None
     if args.contention:
+        threads_idle = torch.get_num_threads()
         with busy_neighbour():
+            settle(t)
             busy_ms = median_ms(t.train_step, device, r, w)
+            threads_busy = torch.get_num_threads()
+        settle(t)  # back to the idle thread count for what follows
 
     peak = max(peak_before, matmul_peak_flops(device, dtype))
     profile_table = profile_step(t.train_step, args.profile) if args.profile else None
@@ -214,10 +218,20 @@ def measure(args) -> dict:
         "load_before": load_before, "load_after": os.getloadavg()[0],
     }
     if busy_ms is not None:
-        res.update(step_ms_busy=busy_ms, busy_slowdown=busy_ms / step_ms)
+        res.update(step_ms_busy=busy_ms, busy_slowdown=busy_ms / step_ms, threads_idle=threads_idle,
+                   threads_busy=threads_busy, adapt_threads=t.cores is not None)
     if profile_table is not None:
         res["profile"] = profile_table
     return res
+
+
+def settle(t, seconds: float = 3.0) -> None:
+    """Training steps for ``seconds`` (at least one), so that the Trainer's thread count
+    (vitgan/cores.py, re-decided every second) has adapted to the machine's load before a timing."""
+    end = time.perf_counter() + (seconds if t.cores is not None else 0.0)
+    t.train_step()
+    while time.perf_counter() < end:
+        t.train_step()
 
 
 @contextlib.contextmanager
@@ -262,8 +276,10 @@ def format_table(res: dict) -> str:
             ("peak memory", f"{res['peak_mem_mb']:.0f} MB"),
             ("FLOPs per step", f"{res['step_gflop']:.1f} GFLOP"), *rate_rows(res)]
     if "step_ms_busy" in res:
+        threads = (f", threads {res['threads_idle']} -> {res['threads_busy']}" if res.get("adapt_threads")
+                   else ", adapt_threads off")
         rows.append(("train_step, 1 busy process beside",
-                     f"{res['step_ms_busy']:.1f} ms (x{res['busy_slowdown']:.2f} the idle step)"))
+                     f"{res['step_ms_busy']:.1f} ms (x{res['busy_slowdown']:.2f} the idle step{threads})"))
     if res.get("compile"):
         rows.append(("compile (first calls)", f"{res['compile_s']:.1f} s"))
     head = (f"preset={res['preset']} batch={res['batch']} dtype={res['dtype']} "

@@ -10,8 +10,20 @@ Phases (paper section 4; all logits are D's raw outputs, never passed through a 
             under ``no_sync()`` when it is DistributedDataParallel-wrapped.
 ``"Dmain"``  ``softplus(D(A(G(z)))) + softplus(-D(A(x)))`` with G under ``no_grad``, plus
             bCR and LeCam when switched on. Gradients reach D only.
-``"Dreg"``   lazy R1, ``r1_interval * gamma / 2 * ||grad_x D(A(x))||^2`` on real images.
-            A no-op returning ``{}`` when ``r1_gamma == 0``.
+``"Dreg"``   lazy R1, ``r1_interval * gamma / 2 * ||grad_x D(A(x))||^2`` on real images, and
+            lazy R2, the same penalty on fakes ``G(z)`` (weight ``r2_gamma``; R3GAN).
+            A no-op returning ``{}`` when both weights are 0.
+
+``gan_loss="relativistic"`` (RpGAN, Jolicoeur-Martineau 2019, as R3GAN pairs it: Huang et al.
+2024, "The GAN is dead; long live the GAN!") replaces the two logistic terms with one on paired
+differences: D minimises ``softplus(-(D(A(x_i)) - D(A(G(z_i)))))`` and G minimises
+``softplus(-(D(A(G(z_i))) - D(A(x_i))))``, sample i of the fakes against sample i of the reals.
+A generator that drops modes is then no longer at a local optimum of its loss (R3GAN section 2):
+the issue-21 candidate against the collapse of the wider ViTs. G's step needs real logits: it
+scores the reals of the D step just before (the same micro-batch), with D under ``no_grad``.
+Only the adversarial terms change; bCR, LeCam and R1 are added as with the logistic loss.
+``loss/D_real`` and ``loss/D_fake`` stay the logistic readings of the same logits (diagnostics
+only: RpGAN's logits are defined up to a common shift, so read its ``loss/D_pair`` and the logit gap).
 
 Balanced consistency regularisation (bCR, Zhao et al. 2021, "Improved Consistency
 Regularization for GANs"), in the D step::
@@ -65,8 +77,9 @@ Returned statistics (detached 0-dim float32 tensors, no ``.item()``):
 ``Dmain``: ``loss/D`` (total), ``loss/D_real``, ``loss/D_fake``, ``scores/real``, ``scores/fake``,
 ``diag/r_t`` (E[sign D(A(x_real))]),
 and when on, ``loss/bcr_real``, ``loss/bcr_fake``, ``loss/lecam`` (unweighted terms).
-``Dreg``: ``loss/r1`` (``mean ||grad||^2``, unweighted), ``loss/Dreg`` (what was backpropagated,
-before ``gain``).
+``Dreg``: ``loss/r1`` (``mean ||grad||^2``, unweighted), ``loss/r2`` (the same on fakes, when on),
+``loss/Dreg`` (what was backpropagated, before ``gain``).
+Relativistic: ``loss/D_pair`` (Dmain's paired term; chance ln 2).
 """
 
 from __future__ import annotations
@@ -95,8 +108,9 @@ def _trainable(module: nn.Module) -> list[torch.Tensor]:
 
 
 class ViTGANLoss:
-    """``ViTGANLoss(G, D, augment=None, *, bcr_real=0.1, bcr_fake=0.1, r1_gamma=0.0,
-    r1_interval=16, lecam_weight=0.0, lecam_ema=0.99, autocast_dtype=None, device_type="cpu")``
+    """``ViTGANLoss(G, D, augment=None, *, gan_loss="logistic", bcr_real=0.1, bcr_fake=0.1,
+    r1_gamma=0.0, r2_gamma=0.0, r1_interval=16, lecam_weight=0.0, lecam_ema=0.99,
+    autocast_dtype=None, device_type="cpu")``
 
     ``G(z) -> images`` (B, C, H, W) in ~[-1, 1]; ``D(images) -> logits`` (B,); either may be
     wrapped in DistributedDataParallel. ``augment``: a ``DiffAugment`` (or any differentiable
@@ -110,9 +124,11 @@ class ViTGANLoss:
         D: nn.Module,
         augment: Augment | None = None,
         *,
-        bcr_real: float = TrainConfig.bcr_real,   # the defaults are TrainConfig's (one place)
+        gan_loss: str = TrainConfig.gan_loss,     # the defaults are TrainConfig's (one place)
+        bcr_real: float = TrainConfig.bcr_real,
         bcr_fake: float = TrainConfig.bcr_fake,
         r1_gamma: float = TrainConfig.r1_gamma,
+        r2_gamma: float = TrainConfig.r2_gamma,
         r1_interval: int = TrainConfig.r1_interval,
         lecam_weight: float = TrainConfig.lecam_weight,
         lecam_ema: float = TrainConfig.lecam_ema,
@@ -127,7 +143,11 @@ class ViTGANLoss:
         self.bcr_transform = bcr_transform if bcr_transform is not None else ConsistencyTransform()
         self.bcr_real = float(bcr_real)
         self.bcr_fake = float(bcr_fake)
+        if gan_loss not in ("logistic", "relativistic"):
+            raise ValueError(f"gan_loss must be logistic or relativistic, not {gan_loss!r}")
+        self.relativistic = gan_loss == "relativistic"
         self.r1_gamma = float(r1_gamma)
+        self.r2_gamma = float(r2_gamma)
         self.r1_interval = int(r1_interval)
         self.lecam_weight = float(lecam_weight)
         self.lecam_ema = float(lecam_ema)
@@ -168,7 +188,7 @@ class ViTGANLoss:
 
     def reg_due(self, d_step: int) -> bool:
         """Whether the loop should run ``"Dreg"`` after D step ``d_step`` (0-based)."""
-        return self.r1_gamma > 0 and d_step % self.r1_interval == 0
+        return (self.r1_gamma > 0 or self.r2_gamma > 0) and d_step % self.r1_interval == 0
 
     # ------------------------------------------------------------------ phases
     def accumulate_gradients(
@@ -182,23 +202,32 @@ class ViTGANLoss:
         gen_c: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Run ``phase`` on this micro-batch, backpropagate ``loss * gain``, return detached
-        statistics. ``real``: float images in [-1, 1] (unused by "Gmain"); ``z``: latents
-        (unused by "Dreg"). Class-conditional G and D: ``real_c`` the reals' class indices,
+        statistics. ``real``: float images in [-1, 1] (used by "Gmain" only when relativistic,
+        with ``real_c``); ``z``: latents (used by "Dreg" only for R2). Class-conditional G and D: ``real_c`` the reals' class indices,
         ``gen_c`` the classes to generate (StyleGAN2-ADA's names); D sees every view of an image
         with that image's label (bCR's pairs included)."""
         if phase == "Gmain":
-            return self._gmain(z, gain, gen_c)
+            return self._gmain(z, gain, gen_c, real, real_c)
         if phase == "Dmain":
             return self._dmain(real, z, gain, real_c, gen_c)
         if phase == "Dreg":
-            return self._dreg(real, gain, real_c)
+            return self._dreg(real, gain, real_c, z, gen_c)
         raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
 
-    def _gmain(self, z: torch.Tensor, gain, gen_c=None) -> dict[str, torch.Tensor]:
+    def _gmain(self, z: torch.Tensor, gain, gen_c=None, real=None, real_c=None) -> dict[str, torch.Tensor]:
         fake = self._run_G(z, gen_c)
         with maybe_no_sync(self.D, True):
             logits = self._run_D(self._aug(fake), gen_c)
-        loss = F.softplus(-logits).mean()
+            if self.relativistic:
+                if real is None or real.shape[0] != fake.shape[0]:
+                    raise ValueError("the relativistic G loss pairs each fake with a real: pass as "
+                                     "many reals as latents")
+                with torch.no_grad():  # the reals' logits do not depend on G
+                    real_logits = self._run_D(self._aug(real.detach()), real_c)
+        if self.relativistic:
+            loss = F.softplus(real_logits - logits).mean()
+        else:
+            loss = F.softplus(-logits).mean()
         self._backward(loss, gain, _trainable(self.G))
         return {"loss/G": loss.detach(), "scores/fake": logits.detach().mean()}
 
@@ -229,7 +258,11 @@ class ViTGANLoss:
         lr, lf = split[0], split[1]
         loss_real = F.softplus(-lr).mean()
         loss_fake = F.softplus(lf).mean()
-        loss = loss_real + loss_fake
+        if self.relativistic:
+            pair = F.softplus(lf - lr).mean()  # -(D(real_i) - D(fake_i)) through softplus
+            loss = pair
+        else:
+            loss = loss_real + loss_fake
         stats = {
             "loss/D_real": loss_real.detach(),
             "loss/D_fake": loss_fake.detach(),
@@ -237,6 +270,8 @@ class ViTGANLoss:
             "scores/fake": lf.detach().mean(),
             "diag/r_t": lr.detach().sign().mean(),  # StyleGAN2-ADA's overfitting heuristic
         }
+        if self.relativistic:
+            stats["loss/D_pair"] = pair.detach()
         k = 2
         if self.bcr_real > 0:
             bcr_r = (lr - split[k]).square().mean()
@@ -268,20 +303,36 @@ class ViTGANLoss:
         return (F.relu(lr - self.lecam_fake).square().mean()
                 + F.relu(self.lecam_real - lf).square().mean())
 
-    def _dreg(self, real: torch.Tensor, gain, real_c=None) -> dict[str, torch.Tensor]:
-        if self.r1_gamma == 0:
+    def _dreg(self, real: torch.Tensor, gain, real_c=None, z=None, gen_c=None) -> dict[str, torch.Tensor]:
+        if self.r1_gamma == 0 and self.r2_gamma == 0:
             return {}
-        x = real.detach().float().requires_grad_(True)
-        # R1 needs the gradient of a gradient; fused attention kernels have no second
-        # derivative, so D runs its reference paths (the same function) for this phase.
-        with reference_paths(self.D):
-            logits = self._run_D(self._aug(x), real_c)
-            (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
-        r1 = grad.square().flatten(1).sum(1)  # (B,) ||grad_x D(x)||^2
-        penalty = r1 * (self.r1_gamma / 2 * self.r1_interval)
-        loss = (logits * 0 + penalty).mean()  # logits * 0: every D parameter gets a gradient
+        stats, loss = {}, 0.0
+        if self.r1_gamma > 0:
+            logits, r1 = self._grad_penalty(real, real_c)
+            loss = (logits * 0 + r1 * (self.r1_gamma / 2 * self.r1_interval)).mean()
+            stats["loss/r1"] = r1.detach().mean()
+        if self.r2_gamma > 0:
+            if z is None:
+                raise ValueError("R2 penalises D's gradient at fakes: pass the latents to \"Dreg\"")
+            with torch.no_grad():
+                fake = self._run_G(z, gen_c)
+            logits, r2 = self._grad_penalty(fake, gen_c)
+            loss = loss + (logits * 0 + r2 * (self.r2_gamma / 2 * self.r1_interval)).mean()
+            stats["loss/r2"] = r2.detach().mean()
         self._backward(loss, gain, _trainable(self.D))
-        return {"loss/r1": r1.detach().mean(), "loss/Dreg": loss.detach()}
+        stats["loss/Dreg"] = loss.detach()
+        return stats
+
+    def _grad_penalty(self, images: torch.Tensor, c=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D's logits, ||grad_x D(A(x))||^2 per image), the graph kept for the backward."""
+        x = images.detach().float().requires_grad_(True)
+        # the gradient of a gradient; fused attention kernels have no second derivative, so D
+        # runs its reference paths (the same function) for this phase.
+        with reference_paths(self.D):
+            logits = self._run_D(self._aug(x), c)
+            (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+        # logits * 0 in the penalty: every D parameter gets a gradient (DDP needs all of them)
+        return logits, grad.square().flatten(1).sum(1)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -87,7 +87,10 @@ class TrainConfig:
     # hold D near chance, README "Does it train?") ---
     bcr_real: float = option(0.1, "bCR lambda_real (0: off)", ge=0, to="loss")
     bcr_fake: float = option(0.1, "bCR lambda_fake (0: off)", ge=0, to="loss")
+    gan_loss: str = option("logistic", "adversarial loss: logistic (the paper's) or relativistic "
+                           "(RpGAN's pairing, R3GAN)", choices=("logistic", "relativistic"), to="loss")
     r1_gamma: float = option(0.0, "lazy R1 weight (0: off, as in the paper)", ge=0, to="loss")
+    r2_gamma: float = option(0.0, "lazy R2 weight: R1's penalty on fakes (R3GAN; 0: off)", ge=0, to="loss")
     r1_interval: int = option(16, "R1 every N steps, scaled by N (lazy regularisation)", ge=1, to="loss")
     lecam_weight: float = option(0.0, "LeCam weight (0: off, as in the paper)", ge=0, to="loss")
     lecam_ema: float = option(0.99, "decay of LeCam's EMA anchors of D's logits", ge=0, lt=1, to="loss")
@@ -121,6 +124,8 @@ class TrainConfig:
     precision: str = option("fp32", "autocast dtype of the forwards", choices=PRECISIONS)
     compile: bool = option(False, "torch.compile G and D")
     deterministic: bool = option(False, "torch.use_deterministic_algorithms + no TF32")
+    adapt_threads: bool = option(True, "CPU: use only the cores other processes leave free "
+                                 "(vitgan/cores.py; off with deterministic)")
     device: str = option("auto", "cuda:LOCAL_RANK under torchrun", check=_device,
                          words="auto, cpu, cuda or cuda:N")
     # --- when things go wrong ---

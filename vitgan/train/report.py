@@ -135,6 +135,8 @@ class Reporter:
                 "images_per_s": round(imgs / max(tick_time, 1e-9), 2),
                 "maintenance_s": round(maintenance, 3), "total_s": round(total_s, 1),
                 "peak_mem_gb": round(peak_memory_gb(t.dist.device), 3), "lr_g": g_lr, "lr_d": d_lr,
+                **({} if t.cores is None else {"threads": t.cores.threads,
+                                                  "other_cores": round(t.cores.others, 2)}),
                 **{k: v for k, v in losses.items()}}
 
     def write_row(self, row: dict) -> None:
@@ -155,7 +157,9 @@ class Reporter:
                        + " ".join(f"{k.split('/')[-1] if k.startswith('loss/') else k} {v:.3f}"
                                   for k, v in losses.items() if k.startswith("loss/"))
                        + "".join(f" {k.split('/')[-1]} {losses[k]:.3g}" for k in CONSOLE_DIAG if k in losses)
-                       + f" mem {row['peak_mem_gb']:.2f}G")
+                       + f" mem {row['peak_mem_gb']:.2f}G"
+                       + (f" threads {row['threads']}/{t.cores.max_threads}"
+                          if "threads" in row and row["threads"] < t.cores.max_threads else ""))
         if self.bar is not None:
             self.bar.set_postfix_str(f"img/s {row['images_per_s']:.0f} "
                                      + " ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in losses.items()

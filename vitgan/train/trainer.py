@@ -127,7 +127,14 @@ class Trainer:
         self.diagnostics = Diagnostics(self.G, self.D)  # fixed latents: no training stream used
         self.diag_z = torch.randn(self.micro, model_cfg.z_dim,
                                   generator=torch.Generator().manual_seed(cfg.seed + 1)).to(dev)
+        # CPU: the thread count follows the cores other processes leave free (vitgan/cores.py)
+        self.cores = None
+        if dev.type == "cpu" and cfg.adapt_threads and not cfg.deterministic:
+            from vitgan.cores import CoreShare
+
+            self.cores = CoreShare()
         self.last_real: torch.Tensor | None = None
+        self.d_reals: list = []  # (reals, labels) of the last D step's rounds (relativistic G step)
         self.last_real_c: torch.Tensor | None = None  # their labels (conditional runs)
 
     def fake_labels(self, n: int) -> torch.Tensor | None:
@@ -175,6 +182,8 @@ class Trainer:
         self.diagnostics.after_step()
         self.nimg += self.cfg.batch
         self.step += 1
+        if self.cores is not None:
+            self.cores.poll()
 
     def d_step(self, do_reg: bool) -> None:
         """Dmain (+ lazy R1) over the micro-batches, one gradient sync, one Adam step."""
@@ -182,10 +191,13 @@ class Trainer:
         gain = 1.0 / rounds
         self.D_opt.zero_grad(set_to_none=True)
         d_gain = self.D_scaler.scale(torch.ones((), device=dev)) * gain if self.D_scaler.is_enabled() else gain
+        self.d_reals = []
         for r in range(rounds):
             last = r == rounds - 1
             real, real_c = self.next_real()
             self.last_real, self.last_real_c = real, real_c
+            if loss.relativistic:
+                self.d_reals.append((real, real_c))
             z = torch.randn(self.micro, self.model_cfg.z_dim, device=dev, generator=self.z_gen)
             gen_c = self.fake_labels(self.micro)
             with maybe_no_sync(self.D_run, not last or do_reg):
@@ -193,8 +205,8 @@ class Trainer:
                                                          real_c=real_c, gen_c=gen_c))
             if do_reg:
                 with maybe_no_sync(self.D_run, not last):
-                    self.stats.add(loss.accumulate_gradients("Dreg", real, None, gain=d_gain,
-                                                             real_c=real_c))
+                    self.stats.add(loss.accumulate_gradients("Dreg", real, z, gain=d_gain,
+                                                             real_c=real_c, gen_c=gen_c))
         self.D_scaler.step(self.D_opt)
         self.D_scaler.update()
 
@@ -207,8 +219,14 @@ class Trainer:
         for r in range(rounds):
             z = torch.randn(self.micro, self.model_cfg.z_dim, device=dev, generator=self.z_gen)
             gen_c = self.fake_labels(self.micro)
+            real = real_c = None
+            if loss.relativistic:  # the D step's reals of this round (drawn here if none: bench)
+                if len(self.d_reals) <= r:
+                    self.d_reals.append(self.next_real())
+                real, real_c = self.d_reals[r]
             with maybe_no_sync(self.G_run, r < rounds - 1):
-                self.stats.add(loss.accumulate_gradients("Gmain", None, z, gain=g_gain, gen_c=gen_c))
+                self.stats.add(loss.accumulate_gradients("Gmain", real, z, gain=g_gain, gen_c=gen_c,
+                                                         real_c=real_c))
         self.G_scaler.step(self.G_opt)
         self.G_scaler.update()
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Idle CPU benchmark of issue 22: the step idle and beside one busy process under three thread
+# settings, the cifar10 step's MFU in both dtypes, and `vitgan eval -n 1000` in fp32 and bf16.
+# Run it with nothing else on the machine; one JSON object per line goes to $OUT (default
+# benchmarks/cpu-threads-<date>.jsonl), the `eval` timings as {"eval": ...} lines.
+#   bash benchmarks/cpu_threads.sh CHECKPOINT_FOR_EVAL [OUT]
+set -euo pipefail
+CKPT=${1:?a generator checkpoint for the eval timing}
+OUT=${2:-benchmarks/cpu-threads-$(date -u +%Y-%m-%d).jsonl}
+DATA=${VITGAN_DATA:-../shared/data/cifar10-yk-jpeg.tar.gz}
+
+# setting A: what `vitgan` does (PASSIVE + spin 3000, the thread count follows the free cores)
+vitgan_default() { python -m vitgan bench --json --contention "$@"; }
+# setting B: libgomp's own wait policy (torch loaded before vitgan can set it), threads adapting
+libgomp() { python -c "import torch, sys; from vitgan.bench import main; sys.exit(main(sys.argv[1:]))" \
+    --json --contention "$@"; }
+
+note() { python -c "import json, sys; print(json.dumps({'setting': sys.argv[1]}))" "$1" >> "$OUT"; }
+: > "$OUT"
+for args in "--preset tiny --batch 32 --repeats 10 --warmup 3" \
+            "--preset small --batch 32 --dtype bf16 --repeats 5 --warmup 2" \
+            "--preset cifar10 --batch 32 --repeats 3 --warmup 1"; do
+    note "A: vitgan default (PASSIVE, spin 3000), adapt_threads"; vitgan_default $args >> "$OUT"
+    note "B: libgomp default, adapt_threads"; libgomp $args >> "$OUT"
+    note "C: libgomp default, adapt_threads=false"; libgomp $args --set adapt_threads=false >> "$OUT"
+done
+note "A: cifar10 bf16"; vitgan_default --preset cifar10 --batch 32 --dtype bf16 --repeats 3 --warmup 1 >> "$OUT"
+
+for precision in fp32 bf16; do
+    cache=$(mktemp -d)
+    start=$(date +%s.%N)
+    python -m vitgan eval "$CKPT" -n 1000 --metrics fid --precision "$precision" --real "$DATA" \
+        --cache-dir "$cache" --json > "$cache/out.json"
+    end=$(date +%s.%N)
+    python -c "import json, sys; r = json.load(open(sys.argv[1])); print(json.dumps({'eval': sys.argv[2], \
+'seconds': float(sys.argv[4]) - float(sys.argv[3]), 'fid': r.get('fid'), 'load': open('/proc/loadavg').read().split()[0]}))" \
+        "$cache/out.json" "$precision" "$start" "$end" >> "$OUT"
+    rm -rf "$cache"
+done
+echo "wrote $OUT"
