@@ -115,6 +115,8 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
                                                                  "gan_loss=relativistic"], 2, 1),
     "small-map2": ("small, 2-layer mapping MLP (StyleGAN2-ADA cifar's) instead of 8",
                    ["preset=small", "mapping_layers=2"], 2, 1),
+    "small-hybrid-gslow": ("small-hybrid, G lr 0.0005, D lr 0.0025 (the ViT-G outpaces the conv D: "
+                           "frozen-G probe)", ["preset=small-hybrid", "g_lr=0.0005", "d_lr=0.0025"], 2, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
