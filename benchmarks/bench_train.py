@@ -4,7 +4,7 @@ import sys
 
 from vitgan.runtime import configure_openmp
 
-configure_openmp()  # before torch is imported (vitgan/runtime.py)
+configure_openmp("bench")  # before torch is imported (vitgan/runtime.py)
 
 from vitgan.bench import main  # noqa: E402
 

@@ -19,11 +19,11 @@ from vitgan.train.options import TrainConfig, resolve_options, resolve_precision
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _policy_seen_by_the_cli(env_extra: dict) -> str:
+def _policy_seen_by_the_cli(env_extra: dict, command: str = "--version") -> str:
     """OMP_WAIT_POLICY and GOMP_SPINCOUNT as the `vitgan` command line leaves them, seen from its
     own process."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env_extra
-    code = ("import sys, os; sys.argv = ['vitgan', '--version']; import vitgan.cli as c; "
+    code = (f"import sys, os; sys.argv = ['vitgan', '{command}']; import vitgan.cli as c; "
             "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=REPO, timeout=120)
@@ -36,6 +36,12 @@ def test_cli_sets_a_short_spin_passive_policy_before_torch_loads_and_keeps_the_u
     assert _policy_seen_by_the_cli({}) == f"PASSIVE {runtime.SPIN_COUNT} False"
     assert _policy_seen_by_the_cli({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE None False"
     assert _policy_seen_by_the_cli({"GOMP_SPINCOUNT": "0"}) == "None 0 False"
+    assert _policy_seen_by_the_cli({}, "eval") == f"PASSIVE {runtime.SPIN_COUNT} False"
+
+
+@pytest.mark.parametrize("command", runtime.ADAPTIVE_COMMANDS)
+def test_train_and_bench_keep_libgomps_policy_their_step_adapts_the_threads(command):
+    assert _policy_seen_by_the_cli({}, command) == "None None False"
 
 
 def test_configure_openmp_does_nothing_once_torch_is_loaded(monkeypatch):

@@ -16,7 +16,8 @@ import sys
 from vitgan.errors import PeerLost, Terminated, UserError
 from vitgan.runtime import configure_openmp
 
-configure_openmp()  # before any command module imports torch (vitgan/runtime.py says why)
+# before any command module imports torch; per command (vitgan/runtime.py says why)
+configure_openmp(sys.argv[1] if len(sys.argv) > 1 else None)
 
 COMMANDS = {
     "info": ("vitgan.commands.info", "print the resolved architecture of a preset"),

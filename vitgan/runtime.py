@@ -15,6 +15,14 @@ Facts measured on this project's 2-core machines (benchmarks/RESULTS.md, "conten
   before sleeping, ``GOMP_SPINCOUNT=3000`` (:data:`SPIN_COUNT`), keeps most of the idle speed
   (125 and 373 ms) and stays within 2.2x beside a busy process (267 and 731 ms), where libgomp's
   default spin (300,000) is 12.8x and 7.4x slower (benchmarks/RESULTS.md, 2026-12-07).
+* ``vitgan train`` and ``vitgan bench`` (:data:`ADAPTIVE_COMMANDS`) remove the cause instead: their
+  step lowers torch's thread count to the cores other processes leave free (vitgan/cores.py), so
+  no thread waits for a descheduled partner, and they keep libgomp's own spin, the fastest on an
+  idle machine. Measured in one run each (benchmarks/RESULTS.md, 2026-12-07 evening): idle tiny /
+  small bf16 / cifar10 steps 166 / 494 / 3351 ms with libgomp's spin against 244 / 661 / 3737 ms
+  with the short one, and 1.67x / 1.64x / 1.77x the idle step beside a busy process (libgomp's
+  spin without the adapting thread count: 5.3x / 5.9x). The other commands (eval, sample,
+  export, inspect) keep the short spin.
 * A bf16 matmul on a CPU without bf16 units (no AVX512-BF16, no AMX; e.g. AVX2-only CPUs) is
   emulated, ~100x slower than fp32. :func:`cpu_has_bf16` tells, and ``precision`` resolution
   (``vitgan.train.options.resolve_precision``) falls back to fp32 there with one warning line.
@@ -35,14 +43,18 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
 #: libgomp's spin before a waiting thread sleeps, set with PASSIVE (the module says why)
 SPIN_COUNT = 3000
+#: commands whose step adapts its thread count to the free cores (vitgan/cores.py): they keep
+#: libgomp's own wait policy
+ADAPTIVE_COMMANDS = ("train", "bench")
 
 
-def configure_openmp() -> str:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` and ``GOMP_SPINCOUNT=3000`` unless the user chose either;
-    returns the setting in force (:func:`openmp_setting`). Does nothing once torch is imported
-    (libgomp has read its environment by then)."""
+def configure_openmp(command: str | None = None) -> str:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` and ``GOMP_SPINCOUNT=3000`` unless the user chose either or
+    ``command`` is one of :data:`ADAPTIVE_COMMANDS`; returns the setting in force
+    (:func:`openmp_setting`). Does nothing once torch is imported (libgomp has read its
+    environment by then)."""
     chosen = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
-    if not chosen and "torch" not in sys.modules:
+    if not chosen and "torch" not in sys.modules and command not in ADAPTIVE_COMMANDS:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     return openmp_setting()
@@ -104,4 +116,4 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-__all__ = ["configure_openmp", "cpu_flags", "cpu_has_bf16", "bf16_units", "cpu_model", "BF16_FLAGS"]
+__all__ = ["ADAPTIVE_COMMANDS", "configure_openmp", "cpu_flags", "cpu_has_bf16", "bf16_units", "cpu_model", "BF16_FLAGS"]
