@@ -13,7 +13,8 @@ line per CPU), subtracts this process's own (``os.times``), and sets torch's thr
 cores left free: at least 1, at most the count it started with. It lowers the count as soon as
 the others take half a core more than the free ones allow, and raises it only once three
 quarters of a core more are free (hysteresis, so that a neighbour near the boundary does not make
-it flap). Where ``/proc/stat`` is absent it does nothing. The training option
+it flap). Child processes (DataLoader workers decoding a folder) count as other processes: they
+use the same cores. Where ``/proc/stat`` is absent it does nothing. The training option
 ``adapt_threads=false`` turns it off; it is off with ``deterministic=true`` (a thread count fixes the
 order of some CPU reductions) and on CUDA devices.
 """
