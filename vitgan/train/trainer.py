@@ -186,7 +186,7 @@ class Trainer:
             self.cores.poll()
 
     def d_step(self, do_reg: bool) -> None:
-        """Dmain (+ lazy R1) over the micro-batches, one gradient sync, one Adam step."""
+        """Dmain (+ lazy R1 / R2) over the micro-batches, one gradient sync, one Adam step."""
         loss, rounds, dev = self.loss, self.rounds, self.dist.device
         gain = 1.0 / rounds
         self.D_opt.zero_grad(set_to_none=True)
