@@ -7,17 +7,19 @@ from test_loss import ConvD, LinearD, TinyG, _batch, _softplus
 from vitgan.train.loss import ViTGANLoss
 
 
-def _logits(G, D, real, z):
-    with torch.no_grad():
-        fake = G(z)
-        return fake, (real * D.a).flatten(1).sum(1) + D.b, (fake * D.a).flatten(1).sum(1) + D.b
-
-
-def test_relativistic_d_loss_pairs_each_real_with_its_fake():
+def _relativistic():
+    """A linear D, its relativistic loss, a batch, and D's logits computed by hand."""
     G, D = TinyG(), LinearD()
     loss = ViTGANLoss(G, D, None, gan_loss="relativistic", bcr_real=0, bcr_fake=0)
     real, z = _batch()
-    fake, lr, lf = _logits(G, D, real, z)
+    with torch.no_grad():
+        fake = G(z)
+        lr, lf = (real * D.a).flatten(1).sum(1) + D.b, (fake * D.a).flatten(1).sum(1) + D.b
+    return G, D, loss, real, z, fake, lr, lf
+
+
+def test_relativistic_d_loss_pairs_each_real_with_its_fake():
+    G, D, loss, real, z, fake, lr, lf = _relativistic()
     s = loss.accumulate_gradients("Dmain", real, z)
     want = _softplus(-(lr - lf)).mean()
     torch.testing.assert_close(s["loss/D_pair"], want)
@@ -32,10 +34,7 @@ def test_relativistic_d_loss_pairs_each_real_with_its_fake():
 
 
 def test_relativistic_g_loss_and_its_gradient_reach_only_g():
-    G, D = TinyG(), LinearD()
-    loss = ViTGANLoss(G, D, None, gan_loss="relativistic", bcr_real=0, bcr_fake=0)
-    real, z = _batch()
-    _, lr, lf = _logits(G, D, real, z)
+    G, D, loss, real, z, _, lr, lf = _relativistic()
     s = loss.accumulate_gradients("Gmain", real, z)
     torch.testing.assert_close(s["loss/G"], _softplus(-(lf - lr)).mean())
     # the same loss by hand through autograd on a copy of G
