@@ -117,6 +117,13 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
                    ["preset=small", "mapping_layers=2"], 2, 1),
     "small-hybrid-gslow": ("small-hybrid, G lr 0.0005, D lr 0.0025 (the ViT-G outpaces the conv D: "
                            "frozen-G probe)", ["preset=small-hybrid", "g_lr=0.0005", "d_lr=0.0025"], 2, 1),
+    # two structural levers at 200 kimg (issue 21; 2026-12-07 night): D's attention gain (at the
+    # default (2 sqrt(d_h))^-1/2 D's attention is uniform, entropy 4.14 of 4.17) and the batch the
+    # authors' PyTorch port trains at (lr 1e-3 at batch 64; equal kimg = half the steps)
+    "small-qk0.5": ("small, D's L2-attention gain 0.5 (D attends: entropy 3.5-3.7 instead of 4.14)",
+                    ["preset=small", "d_qk_gain=0.5"], 4, 1),
+    "small-b64": ("small at batch 64 (the authors' PyTorch port: lr 0.001 at batch 64)",
+                  ["preset=small", "batch=64"], 4, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
