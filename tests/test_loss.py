@@ -192,6 +192,42 @@ def test_bcr_equals_hand_computation_and_is_added():
     torch.testing.assert_close(grad_with - D.a.grad, expected.expand_as(D.a))
 
 
+def test_bcr_diffaugment_pairing_is_a_second_independent_draw():
+    """bcr_pairing="diffaugment": the partner of A(x) is A applied again to the raw image (the
+    official code's pairing), not T(A(x)); the adversarial terms keep the first draw."""
+    real, z = _batch()
+    torch.manual_seed(0)
+    G, D = TinyG(), LinearD()
+    calls = []
+
+    class CountingAug(OffsetAug):  # draw k shifts row i by c[i] + k
+        def __call__(self, x):
+            k = len(calls)
+            calls.append(x.shape[0])
+            return super().__call__(x) + k
+
+    aug, lam_r, lam_f = CountingAug(), 2.0, 0.5
+    T = lambda x: x + 100.0  # noqa: E731  (must not be used)
+    loss = ViTGANLoss(G, D, aug, bcr_real=lam_r, bcr_fake=lam_f, bcr_pairing="diffaugment", bcr_transform=T)
+    B, c = real.shape[0], aug.c
+    with torch.no_grad():
+        fake = G(z)
+        Dx = lambda x: (x * D.a).flatten(1).sum(1) + D.b  # noqa: E731
+        sh = lambda x, v, k: x + v.view(-1, 1, 1, 1) + k  # noqa: E731
+        # draw 0: A([real, fake]); draw 1: A2(real); draw 2: A2(fake)
+        lr1, lf1 = Dx(sh(real, c[:B], 0)), Dx(sh(fake, c[B:2 * B], 0))
+        lr2, lf2 = Dx(sh(real, c[:B], 1)), Dx(sh(fake, c[:B], 2))
+        bcr_r, bcr_f = ((lr1 - lr2) ** 2).mean(), ((lf1 - lf2) ** 2).mean()
+        adv = _softplus(-lr1).mean() + _softplus(lf1).mean()
+    s = loss.accumulate_gradients("Dmain", real, z)
+    assert calls == [2 * B, B, B]
+    torch.testing.assert_close(s["loss/bcr_real"], bcr_r)
+    torch.testing.assert_close(s["loss/bcr_fake"], bcr_f)
+    torch.testing.assert_close(s["loss/D"], adv + lam_r * bcr_r + lam_f * bcr_f)
+    with pytest.raises(ValueError, match="bcr_pairing"):
+        ViTGANLoss(G, D, aug, bcr_pairing="twice")
+
+
 def test_bcr_default_transform_is_flip_and_small_translation():
     from vitgan.train.augment import ConsistencyTransform, translate
     x = torch.randn(64, 3, 32, 32, requires_grad=True)

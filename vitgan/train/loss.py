@@ -35,11 +35,13 @@ by up to 1/8 of the size: ``vitgan.train.augment.ConsistencyTransform``). D neve
 un-augmented image (DiffAugment A is on every image D sees), so the pair is the DiffAugment view
 that the adversarial term uses, ``A(x)``, and T of that view. Gradients flow through both views.
 The adversarial terms use the first views only, so switching bCR on adds a term and changes
-nothing else. (Pairing two independent DiffAugment draws instead, i.e. T = "strong augmentation
-again", asks D to be invariant to cutout, colour and scaling at weight 10: in our runs D's
-logits then collapse to 0 and it stops telling real from fake.)
+nothing else. ``bcr_pairing="diffaugment"`` pairs two independent DiffAugment draws instead,
+``D(A1(x))`` with ``D(A2(x))`` (the official code's pairing; A2 is a second call of the same
+augmentation on the un-augmented images, so D is asked to be invariant to cutout, colour and
+scaling: at weight 10, with the plain std-0.02 layers of 2026-11, D's logits then collapsed to 0).
 
-Efficiency: one augmentation call and ONE D forward per D step: the batch is
+Efficiency: one augmentation call (one more per bCR term with ``bcr_pairing="diffaugment"``)
+and ONE D forward per D step: the batch is
 ``cat([A(x), A(G(z)), T(A(x)), T(A(G(z)))])`` (the last two only for bCR terms with a non-zero
 weight), split afterwards. This is exact because the ViT D has no cross-sample operation (no batch norm,
 no minibatch statistics). A D with one (StyleGAN2's minibatch standard deviation) says so with
@@ -109,7 +111,7 @@ def _trainable(module: nn.Module) -> list[torch.Tensor]:
 
 class ViTGANLoss:
     """``ViTGANLoss(G, D, augment=None, *, gan_loss="logistic", bcr_real=0.1, bcr_fake=0.1,
-    r1_gamma=0.0, r2_gamma=0.0, r1_interval=16, lecam_weight=0.0, lecam_ema=0.99,
+    bcr_pairing="transform", r1_gamma=0.0, r2_gamma=0.0, r1_interval=16, lecam_weight=0.0, lecam_ema=0.99,
     autocast_dtype=None, device_type="cpu")``
 
     ``G(z) -> images`` (B, C, H, W) in ~[-1, 1]; ``D(images) -> logits`` (B,); either may be
@@ -125,6 +127,7 @@ class ViTGANLoss:
         augment: Augment | None = None,
         *,
         gan_loss: str = TrainConfig.gan_loss,     # the defaults are TrainConfig's (one place)
+        bcr_pairing: str = TrainConfig.bcr_pairing,
         bcr_real: float = TrainConfig.bcr_real,
         bcr_fake: float = TrainConfig.bcr_fake,
         r1_gamma: float = TrainConfig.r1_gamma,
@@ -143,6 +146,9 @@ class ViTGANLoss:
         self.bcr_transform = bcr_transform if bcr_transform is not None else ConsistencyTransform()
         self.bcr_real = float(bcr_real)
         self.bcr_fake = float(bcr_fake)
+        if bcr_pairing not in ("transform", "diffaugment"):
+            raise ValueError(f"bcr_pairing must be transform or diffaugment, not {bcr_pairing!r}")
+        self.bcr_pairing = bcr_pairing
         if gan_loss not in ("logistic", "relativistic"):
             raise ValueError(f"gan_loss must be logistic or relativistic, not {gan_loss!r}")
         self.relativistic = gan_loss == "relativistic"
@@ -166,6 +172,10 @@ class ViTGANLoss:
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         return x if self.augment is None else self.augment(x)
+
+    def _bcr_view(self, view: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """bCR's partner of ``view`` = A(raw): T(A(raw)), or a second draw A2(raw)."""
+        return self._aug(raw) if self.bcr_pairing == "diffaugment" else self.bcr_transform(view)
 
     def _run_G(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         with self._autocast():
@@ -240,11 +250,11 @@ class ViTGANLoss:
         parts, sizes = [views], [nr, nf]
         labels = [real_c, gen_c]  # per group of views: each view keeps its image's labels
         if self.bcr_real > 0:
-            parts.append(self.bcr_transform(views[:nr]))
+            parts.append(self._bcr_view(views[:nr], real))
             sizes.append(nr)
             labels.append(real_c)
         if self.bcr_fake > 0:
-            parts.append(self.bcr_transform(views[nr:]))
+            parts.append(self._bcr_view(views[nr:], fake))
             sizes.append(nf)
             labels.append(gen_c)
         if real_c is None:

@@ -87,6 +87,10 @@ class TrainConfig:
     # hold D near chance, README "Does it train?") ---
     bcr_real: float = option(0.1, "bCR lambda_real (0: off)", ge=0, to="loss")
     bcr_fake: float = option(0.1, "bCR lambda_fake (0: off)", ge=0, to="loss")
+    bcr_pairing: str = option("transform", "bCR's pair: transform = D(A(x)) vs D(T(A(x))), T a flip + "
+                              "small shift (ours); diffaugment = two independent DiffAugment draws, "
+                              "D(A1(x)) vs D(A2(x)) (the official code's)",
+                              choices=("transform", "diffaugment"), to="loss")
     gan_loss: str = option("logistic", "adversarial loss: logistic (the paper's) or relativistic "
                            "(RpGAN's pairing, R3GAN)", choices=("logistic", "relativistic"), to="loss")
     r1_gamma: float = option(0.0, "lazy R1 weight (0: off, as in the paper)", ge=0, to="loss")
