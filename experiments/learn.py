@@ -124,6 +124,10 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
                     ["preset=small", "d_qk_gain=0.5"], 4, 1),
     "small-b64": ("small at batch 64 (the authors' PyTorch port: lr 0.001 at batch 64)",
                   ["preset=small", "batch=64"], 4, 1),
+    # the authors' PyTorch port's generator block (mlpc-ucsd/ViTGAN: h = SLN(h, w); h = MSA(h) + h):
+    # w modulates the residual stream in every block (issue 21, the one-layout ViT-G)
+    "small-gofficial": ("small, G block of the authors' PyTorch port (SLN's output is the residual stream)",
+                        ["preset=small", "g_block=official"], 4, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }

@@ -1,5 +1,6 @@
 """SLN and the mapping network."""
 
+import dataclasses
 import math
 
 import torch
@@ -114,3 +115,36 @@ def test_sln_init_std_has_one_default_the_model_config():
                               g_mlp_dim=8, fourier_dim=8, inr_hidden=8, sln_init_std=0.0))
     sln = next(m for m in G.modules() if isinstance(m, SLN))
     assert float(sln.affine.weight.detach().abs().max()) == 0.0  # the config's value reached the layer
+
+
+@pytest.mark.parametrize("g_block", ["paper", "official"])
+def test_generator_block_equations(g_block):
+    """paper: h' = MSA(SLN1(h, w)) + h, h'' = MLP(SLN2(h', w)) + h'; official (the authors'
+    PyTorch port): s = SLN1(h, w), h' = MSA(s) + s, s' = SLN2(h', w), h'' = MLP(s') + s'.
+    Recomputed from the block's parts, with SLN written out by hand."""
+    torch.manual_seed(0)
+    G = Generator(dataclasses.replace(model_config("tiny"), g_block=g_block))
+    block = G.blocks[0]
+    h, w = torch.randn(3, 16, G.cfg.g_dim), torch.randn(3, G.cfg.w_dim)
+
+    def sln(norm, x):
+        gamma, beta = (w @ effective_weight(norm.affine).t() + norm.affine.bias * norm.affine.bias_gain).chunk(2, -1)
+        mu, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+        return gamma[:, None] * (x - mu) / torch.sqrt(var + 1e-5) + beta[:, None]
+
+    with torch.no_grad():
+        if g_block == "paper":
+            h1 = block.attn(sln(block.norm1, h)) + h
+            expected = block.mlp(sln(block.norm2, h1)) + h1
+        else:
+            s1 = sln(block.norm1, h)
+            h1 = block.attn(s1) + s1
+            s2 = sln(block.norm2, h1)
+            expected = block.mlp(s2) + s2
+        torch.testing.assert_close(block(h, w), expected, rtol=1e-4, atol=1e-4)
+    # the two blocks differ on the same weights
+    other = "official" if g_block == "paper" else "paper"
+    G2 = Generator(dataclasses.replace(model_config("tiny"), g_block=other))
+    G2.load_state_dict(G.state_dict())
+    with torch.no_grad():
+        assert (G2.blocks[0](h, w) - expected).abs().max() > 1e-2

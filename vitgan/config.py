@@ -66,6 +66,11 @@ class ModelConfig:
     g_heads: int = option(6, "G's attention heads", ge=1)
     g_mlp_dim: int = option(1536, "G's MLP width", ge=1)
     g_latent: str = _ablation("sln", "latent through SLN, or z-derived input tokens + LN", ("sln", "tokens"))
+    # the authors' PyTorch port (mlpc-ucsd/ViTGAN, vit_generator.py) normalises the stream itself:
+    # h = SLN(h, w); h = MSA(h) + h; h = SLN(h, w); h = MLP(h) + h
+    g_block: str = option("paper", "G's block: paper = pre-norm, h' = MSA(SLN(h, w)) + h; official = "
+                          "the authors' PyTorch port, h = SLN(h, w) then h' = MSA(h) + h (w modulates "
+                          "the residual stream itself)", choices=("paper", "official"))
     g_head: str = _ablation("inr", "INR patch head, or linear token -> P*P*C pixels", ("inr", "linear"))
     g_demodulate: bool = _ablation(True, "demodulate the INR's hidden layer")
     # how much G's output depends on z at initialisation (paper: silent)

@@ -11,7 +11,9 @@ StyleGAN2 setting; ``vitgan.layers.equalized``); the mapping network always is (
 
 Ablations (``ModelConfig``): ``g_latent="tokens"`` feeds w as input tokens (Linear(w) added to
 E_pos) and uses LayerNorm with affine in place of SLN; ``g_head="linear"`` maps each token
-linearly to its P*P*C pixels; ``g_demodulate`` switches the INR's demodulation.
+linearly to its P*P*C pixels; ``g_demodulate`` switches the INR's demodulation. ``g_block="official"``
+is the block of the authors' PyTorch port (``vitgan.layers.block``: h = SLN(h, w), then
+h' = MSA(h) + h, so w modulates the residual stream in every block, not only each branch's input).
 
 Resolution-free rendering (``scale``): the INR head is a function of in-patch coordinates, so
 ``G(z, scale=2)`` / ``G.synthesis(w, scale=2)`` paints every patch on a 2x finer grid of cell
@@ -80,6 +82,7 @@ class Generator(nn.Module, HubMixin):
                                unit_storage=cfg.sln_unit_storage)
         self.blocks = nn.ModuleList(
             Block(dim=dim, mlp_dim=cfg.g_mlp_dim, norm=norm, equalized=eq,
+                  norm_stream=cfg.g_block == "official",
                   attention=Attention(dim=dim, heads=cfg.g_heads, kind="dot", fused=cfg.fused_attention,
                                       equalized=eq))
             for _ in range(cfg.g_depth))
