@@ -188,3 +188,41 @@ def test_bf16_autocast_forward_backward_cpu():
     assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
     logits.float().sum().backward()
     _assert_all_params_get_gradient(G)
+
+
+def test_conv_head_is_stylegan2_layers_up_from_the_token_grid():
+    """g_head=conv (the authors' port's head): tokens as a D-channel g x g map, then per doubling a
+    synthesis layer with up-sampling and one without, then toRGB; channels sg2_channels(r)."""
+    from vitgan.layers.conv_head import ConvHead
+    from vitgan.layers.modconv import SynthesisLayer
+    cfg = model_config("tiny").replace(g_head="conv", sg2_channel_base=256, sg2_channel_max=32)
+    G = Generator(cfg).eval()
+    head = G.head
+    assert isinstance(head, ConvHead)
+    assert [(m.modconv.up, m.modconv.conv.out_channels) for m in head.layers] == \
+        [(True, 16), (False, 16), (True, 8), (False, 8)]  # 8x8 grid -> 16 (256 // 16) -> 32 (256 // 32)
+    y, w = torch.randn(2, cfg.g_tokens, cfg.g_dim), torch.randn(2, cfg.w_dim)
+    x = y.transpose(1, 2).reshape(2, cfg.g_dim, 8, 8)  # token i = (row i // 8, column i % 8)
+    for layer in head.layers:
+        x = SynthesisLayer.forward(layer, x, w, "const")
+    with torch.no_grad():
+        torch.testing.assert_close(head(y, w, "const"), head.torgb(x, w))
+        z = torch.randn(3, cfg.z_dim)
+        img = G(z)
+        assert img.shape == (3, 3, 32, 32)
+        torch.testing.assert_close(G(z), img)  # eval: stored noise, deterministic
+        G.train()
+        with torch.no_grad():
+            for m in head.layers:
+                m.noise_strength.fill_(1.0)
+        assert (G(z, update_w_avg=False) - G(z, update_w_avg=False)).abs().max() > 1e-4  # fresh noise
+
+
+def test_conv_head_refuses_what_it_cannot_paint():
+    from vitgan.errors import OptionError
+    from vitgan.models.vit_generator import check_render_scale
+    tiny = model_config("tiny")
+    with pytest.raises(OptionError, match="g_head=conv"):
+        tiny.replace(g_head="conv", resolution=24, patch_size=3).validate()
+    with pytest.raises(OptionError, match="g_head=conv"):
+        check_render_scale(tiny.replace(g_head="conv"), 2)

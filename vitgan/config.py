@@ -71,7 +71,8 @@ class ModelConfig:
     g_block: str = option("paper", "G's block: paper = pre-norm, h' = MSA(SLN(h, w)) + h; official = "
                           "the authors' PyTorch port, h = SLN(h, w) then h' = MSA(h) + h (w modulates "
                           "the residual stream itself)", choices=("paper", "official"))
-    g_head: str = _ablation("inr", "INR patch head, or linear token -> P*P*C pixels", ("inr", "linear"))
+    g_head: str = _ablation("inr", "INR patch head, linear token -> P*P*C pixels, or conv: the authors' "
+                            "port's StyleGAN2 layers up from the token grid", ("inr", "linear", "conv"))
     g_demodulate: bool = _ablation(True, "demodulate the INR's hidden layer")
     # how much G's output depends on z at initialisation (paper: silent)
     sln_init_std: float = option(0.5, "SLN's gamma(w), beta(w) start at 1 +- this, 0 +- this", ge=0)
@@ -171,6 +172,15 @@ class ModelConfig:
             if self.sg2_channel_base // r < 1:
                 raise OptionError(f"sg2_channel_base={self.sg2_channel_base} gives no channels at "
                                   f"resolution {r}; use at least {r}")
+        if self.g_arch == "vit" and self.g_head == "conv":
+            up = self.patch_size
+            if up < 1 or up & (up - 1) or self.resolution % up:
+                raise OptionError(f"g_head=conv doubles the {self.resolution}/{self.patch_size} token grid "
+                                  f"up to the image: patch_size={self.patch_size} must be a power of two "
+                                  "that divides the resolution")
+            if self.sg2_channel_base // self.resolution < 1:
+                raise OptionError(f"sg2_channel_base={self.sg2_channel_base} gives g_head=conv no channels "
+                                  f"at resolution {self.resolution}; use at least {self.resolution}")
         for res_name, p in (("patch_size", self.patch_size), ("d_patch_size", self.d_patch)):
             if self.resolution % p:
                 raise OptionError(

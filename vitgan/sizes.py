@@ -75,7 +75,14 @@ def activation_numbers(cfg) -> tuple[int, int]:
     """(G's, D's) numbers kept for the backward pass of one image, roughly (module docstring)."""
     res2 = cfg.resolution ** 2
     if cfg.g_arch == "vit":
-        head = res2 * (3 * cfg.inr_hidden + 2 * cfg.fourier_width) if cfg.g_head == "inr" else 2 * res2 * cfg.channels
+        if cfg.g_head == "inr":
+            head = res2 * (3 * cfg.inr_hidden + 2 * cfg.fourier_width)
+        elif cfg.g_head == "conv":  # StyleGAN2 layers at 2g, ..., resolution (~8 C r^2 each)
+            g0 = cfg.resolution // cfg.patch_size
+            head = sum(8 * cfg.sg2_channels(g0 << k) * (g0 << k) ** 2
+                       for k in range(1, cfg.patch_size.bit_length()))
+        else:
+            head = 2 * res2 * cfg.channels
         g = _vit_blocks(cfg.g_depth, cfg.g_tokens, cfg.g_dim, cfg.g_mlp_dim, cfg.g_heads) + head
     else:
         g = _sg2_layers(cfg)

@@ -11,7 +11,8 @@ StyleGAN2 setting; ``vitgan.layers.equalized``); the mapping network always is (
 
 Ablations (``ModelConfig``): ``g_latent="tokens"`` feeds w as input tokens (Linear(w) added to
 E_pos) and uses LayerNorm with affine in place of SLN; ``g_head="linear"`` maps each token
-linearly to its P*P*C pixels; ``g_demodulate`` switches the INR's demodulation. ``g_block="official"``
+linearly to its P*P*C pixels; ``g_head="conv"`` paints the image with StyleGAN2 synthesis layers
+up from the token grid (the authors' PyTorch port's default head, ``vitgan.layers.conv_head``); ``g_demodulate`` switches the INR's demodulation. ``g_block="official"``
 is the block of the authors' PyTorch port (``vitgan.layers.block``: h = SLN(h, w), then
 h' = MSA(h) + h, so w modulates the residual stream in every block, not only each branch's input).
 
@@ -35,6 +36,8 @@ from vitgan.config import ModelConfig
 from vitgan.errors import OptionError
 from vitgan.layers.attention import Attention
 from vitgan.layers.block import Block
+from vitgan.layers.conv_head import ConvHead
+from vitgan.layers.modconv import NOISE_MODES
 from vitgan.layers.equalized import make_linear
 from vitgan.layers.inr import INRHead, LinearHead, SineEmbedding, grid_centres, render_coords
 from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis, w_avg_buffer
@@ -48,7 +51,7 @@ def check_render_scale(cfg: ModelConfig, scale: float) -> int:
     if scale == 1:
         return cfg.patch_size
     if cfg.g_arch != "vit" or cfg.g_head != "inr":
-        what = "StyleGAN2's generator" if cfg.g_arch != "vit" else "ViT-G with g_head=linear"
+        what = "StyleGAN2's generator" if cfg.g_arch != "vit" else f"ViT-G with g_head={cfg.g_head}"
         raise OptionError(f"--scale {scale:g}: {what} has a fixed output grid and cannot render at another "
                           f"resolution; only ViT-G's INR head (g_head=inr) can. Use --scale 1")
     pixels = cfg.patch_size * scale
@@ -87,7 +90,10 @@ class Generator(nn.Module, HubMixin):
                                       equalized=eq))
             for _ in range(cfg.g_depth))
         self.norm = norm()
-        if cfg.g_head == "inr":
+        if cfg.g_head == "conv":
+            self.head = ConvHead(dim=dim, grid=grid, resolution=cfg.resolution, w_dim=cfg.w_dim,
+                                 image_channels=cfg.channels, channels=cfg.sg2_channels)
+        elif cfg.g_head == "inr":
             self.head = INRHead(dim=dim, patch_size=cfg.patch_size, grid=grid, channels=cfg.channels,
                                 fourier_dim=cfg.fourier_width, hidden=cfg.inr_hidden,
                                 demodulate=cfg.g_demodulate, fused=cfg.fused_inr, equalized=eq)
@@ -95,9 +101,10 @@ class Generator(nn.Module, HubMixin):
             self.head = LinearHead(dim=dim, patch_size=cfg.patch_size, grid=grid, channels=cfg.channels,
                                    equalized=eq)
 
-    def synthesis(self, w: torch.Tensor, *, scale: float = 1) -> torch.Tensor:
+    def synthesis(self, w: torch.Tensor, *, scale: float = 1, noise_mode: str | None = None) -> torch.Tensor:
         """w (B, w_dim) -> images (B, C, H, W); ``scale`` s: (B, C, sH, sW), the INR head painting
-        each patch on an s-times finer coordinate grid (``check_render_scale``)."""
+        each patch on an s-times finer coordinate grid (``check_render_scale``). ``noise_mode``
+        (``g_head=conv`` only, as StyleGAN2's G): None = "random" in training, "const" in eval."""
         pixels = check_render_scale(self.cfg, scale)
         with torch.autocast(w.device.type, enabled=False):  # keep the residual stream in fp32
             h = self.pos_embedding(self.patch_centres).expand(w.shape[0], -1, -1)  # E_pos (B, L, D)
@@ -106,17 +113,23 @@ class Generator(nn.Module, HubMixin):
         for block in self.blocks:
             h = block(h, w)
         y = self.norm(h, w)                                               # y = SLN(h_L, w)
+        if isinstance(self.head, ConvHead):
+            mode = noise_mode or ("random" if self.training else "const")
+            if mode not in NOISE_MODES:
+                raise ValueError(f"noise_mode={mode!r}; choose one of {NOISE_MODES}")
+            return self.head(y, w, mode)
         if scale == 1:
             return self.head(y)
         return self.head(y, render_coords(pixels))
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, *, c: torch.Tensor | None = None,
-                update_w_avg: bool = True, scale: float = 1) -> torch.Tensor:
+                update_w_avg: bool = True, scale: float = 1, noise_mode: str | None = None) -> torch.Tensor:
         """``c``: class indices (B,), required by (only by) a conditional G (cfg.classes);
-        ``scale``: render at s x the resolution (INR head only, see ``synthesis``)."""
+        ``scale``: render at s x the resolution (INR head only, see ``synthesis``);
+        ``noise_mode``: the conv head's noise (see ``synthesis``)."""
         check_render_scale(self.cfg, scale)  # before anything changes w_avg
         w = latents_for_synthesis(self, z, truncation_psi, update_w_avg, c)  # w_avg, truncation
-        return self.synthesis(w, scale=scale)
+        return self.synthesis(w, scale=scale, noise_mode=noise_mode)
 
 
 __all__ = ["Generator", "check_render_scale"]

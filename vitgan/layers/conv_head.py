@@ -1,0 +1,55 @@
+"""The convolutional patch head of the authors' PyTorch port (mlpc-ucsd/ViTGAN, ``vit_generator.py``
+with ``use_nerf_proj=False``, its default and its README's first hybrid: "Convolutional Network
+for Patch Generation").
+
+    x_g = the tokens y (B, L, D) laid out as a D-channel g x g feature map, g = H / P
+    x_r = L(L_up(x_{r/2}, w), w)          r = 2g, 4g, ..., H   (StyleGAN2 synthesis layers)
+    img = toRGB(x_H, w)                     one modulated 1x1 conv at the end (no skip images)
+
+L is StyleGAN2's synthesis layer (modulated, demodulated 3x3 conv, per-pixel noise, bias, leaky
+ReLU; ``vitgan.layers.modconv``), all modulated by the same w. Channels at resolution r are
+``ModelConfig.sg2_channels(r)`` = min(sg2_channel_base // r, sg2_channel_max) (the port keeps 384
+at every resolution up to 32: ``sg2_channel_base`` >= 384 x 32). Unlike the INR head, neighbouring
+patches share pixels through the 3x3 convolutions, so the image has no patch grid by
+construction, and it renders only at the training resolution. Our switch ``g_head=conv``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from vitgan.layers.modconv import SynthesisLayer, ToRGB
+
+
+class ConvHead(nn.Module):
+    """y (B, g*g, dim), w (B, w_dim) -> images (B, image_channels, resolution, resolution)."""
+
+    def __init__(self, *, dim: int, grid: int, resolution: int, w_dim: int, image_channels: int,
+                 channels: Callable[[int], int]):
+        super().__init__()
+        if resolution % grid or (resolution // grid) & (resolution // grid - 1):
+            raise ValueError(f"the conv head doubles a {grid}x{grid} grid: resolution {resolution} "
+                             "must be grid x a power of two")
+        self.grid = grid
+        layers, c_in, r = [], dim, grid
+        while r < resolution:
+            r *= 2
+            c = channels(r)
+            layers += [SynthesisLayer(c_in, c, w_dim=w_dim, resolution=r, up=True),
+                       SynthesisLayer(c, c, w_dim=w_dim, resolution=r)]
+            c_in = c
+        self.layers = nn.ModuleList(layers)
+        self.torgb = ToRGB(c_in, image_channels, w_dim=w_dim)
+
+    def forward(self, y: torch.Tensor, w: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        x = rearrange(y, "b (h v) d -> b d h v", h=self.grid)
+        for layer in self.layers:
+            x = layer(x, w, noise_mode)
+        return self.torgb(x, w)
+
+
+__all__ = ["ConvHead"]
