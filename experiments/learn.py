@@ -128,6 +128,10 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     # w modulates the residual stream in every block (issue 21, the one-layout ViT-G)
     "small-gofficial": ("small, G block of the authors' PyTorch port (SLN's output is the residual stream)",
                         ["preset=small", "g_block=official"], 4, 1),
+    # the hybrid with the authors' port's default patch head (its INR head made a 4x4 patch grid
+    # against the conv D even while that D separated: small-hybrid-gslow)
+    "small-hybrid-conv": ("small-hybrid with g_head=conv (the authors' port's head: StyleGAN2 layers up from "
+                          "the token grid, 64 / 32 channels at 16 / 32)", ["preset=small-hybrid", "g_head=conv"], 2, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
