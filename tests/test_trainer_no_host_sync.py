@@ -121,3 +121,19 @@ def test_the_spy_sees_a_read_made_in_the_step(host_reads, monkeypatch):
     armed[0] = False
     assert any(s.startswith("__float__ at test_trainer_no_host_sync.py") for s in seen), seen
     assert any(s.startswith("to('cpu') at test_trainer_no_host_sync.py") for s in seen), seen
+
+
+@pytest.mark.parametrize("mode, expected", [("default", None), ("max-autotune-no-cudagraphs", "max-autotune-no-cudagraphs")])
+def test_compile_mode_reaches_torch_compile(monkeypatch, mode, expected):
+    """compile=true compiles G and D once each with compile_mode (None = torch's default); the
+    loss runs the compiled modules."""
+    calls = []
+
+    def fake_compile(module, mode=None):
+        calls.append((type(module).__name__, mode))
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    t = _trainer(compile="true", compile_mode=mode)
+    assert calls == [("Generator", expected), ("Discriminator", expected)]
+    assert t.loss.G is t.G_run and t.loss.D is t.D_run

@@ -127,6 +127,9 @@ class TrainConfig:
     # units, else fp32; bf16 on a CPU without bf16 units runs as fp32, with a warning
     precision: str = option("fp32", "autocast dtype of the forwards", choices=PRECISIONS)
     compile: bool = option(False, "torch.compile G and D")
+    compile_mode: str = option("default", "torch.compile's mode with compile=true (max-autotune-no-cudagraphs: "
+                               "autotuned kernels on a GPU; reduce-overhead: CUDA graphs)",
+                               choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
     deterministic: bool = option(False, "torch.use_deterministic_algorithms + no TF32")
     adapt_threads: bool = option(True, "CPU: use only the cores other processes leave free "
                                  "(vitgan/cores.py; off with deterministic)")

@@ -114,7 +114,8 @@ class Trainer:
         # The modules the loss runs: compiled and/or DDP-wrapped views of G and D.
         G_run, D_run = self.G, self.D
         if cfg.compile:
-            G_run, D_run = torch.compile(G_run), torch.compile(D_run)
+            mode = None if cfg.compile_mode == "default" else cfg.compile_mode
+            G_run, D_run = torch.compile(G_run, mode=mode), torch.compile(D_run, mode=mode)
         G_run, D_run = wrap_ddp(G_run, dist), wrap_ddp(D_run, dist)  # no-ops with one process
         self.G_run, self.D_run = G_run, D_run
         aug, gen, bcr_t = self.augment, self.aug_gen, ConsistencyTransform()
