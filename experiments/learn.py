@@ -132,6 +132,9 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     # against the conv D even while that D separated: small-hybrid-gslow)
     "small-hybrid-conv": ("small-hybrid with g_head=conv (the authors' port's head: StyleGAN2 layers up from "
                           "the token grid, 64 / 32 channels at 16 / 32)", ["preset=small-hybrid", "g_head=conv"], 2, 1),
+    # bCR between two independent DiffAugment draws (the official code's pairing, penalty.py)
+    "small-bcr-da": ("small, bCR pairing two independent DiffAugment draws (the official code's) instead of "
+                     "D(A(x)) vs D(T(A(x)))", ["preset=small", "bcr_pairing=diffaugment"], 2, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
