@@ -114,3 +114,61 @@ def test_the_trainer_polls_on_the_cpu_and_not_when_deterministic(tmp_path):
     assert trainer_on_random_images(det).cores is None
     off = resolve_options("tiny", batch=2, overrides={"device": "cpu", "adapt_threads": "false"})
     assert trainer_on_random_images(off).cores is None
+
+
+def test_sharing_cores_polls_in_the_feature_and_sample_loops_and_restores_the_threads(monkeypatch):
+    """The loops outside the step (metrics' feature passes, vitgan sample) poll once per batch and
+    leave torch's thread count as they found it; nothing on a GPU device or with one thread."""
+    import torch
+
+    from vitgan import cores
+    from vitgan.metrics import features
+
+    polls = []
+
+    def poll(self):  # a neighbour takes a core: the loop drops to one thread
+        polls.append(1)
+        torch.set_num_threads(1)
+        return 1
+
+    monkeypatch.setattr(cores.CoreShare, "poll", poll)
+    start = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        class Extractor:
+            device = "cpu"
+
+            def __call__(self, images):
+                return torch.zeros(images.shape[0], 2048, dtype=torch.float64)
+
+        batches = [torch.zeros(4, 3, 8, 8, dtype=torch.uint8) for _ in range(3)]
+        f, _ = features._run(Extractor(), iter(batches), 12, 12, False, None)
+        assert f.shape == (12, 2048) and len(polls) == 3
+        assert torch.get_num_threads() == 2  # set back on leaving
+
+        with cores.sharing_cores(torch.device("cuda")) as share:
+            assert share is None
+        torch.set_num_threads(1)
+        with cores.sharing_cores("cpu") as share:
+            assert share is None
+    finally:
+        torch.set_num_threads(start)
+
+
+def test_vitgan_sample_batches_poll_once_per_batch(monkeypatch):
+    import torch
+
+    from vitgan import Generator, cores, model_config
+    from vitgan.models.sampling import sample_batches
+
+    polls = []
+    monkeypatch.setattr(cores.CoreShare, "poll", lambda self: polls.append(1) or 2)
+    start = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = model_config("tiny")
+        G = Generator(cfg).eval()
+        out = list(sample_batches(G, cfg, cls=None, seed=0, n=5, trunc=1.0, batch=2, device="cpu"))
+        assert [imgs.shape[0] for _, _, imgs in out] == [2, 2, 1] and len(polls) == 3
+    finally:
+        torch.set_num_threads(start)

@@ -16,7 +16,8 @@ quarters of a core more are free (hysteresis, so that a neighbour near the bound
 it flap). Child processes (DataLoader workers decoding a folder) count as other processes: they
 use the same cores. Where ``/proc/stat`` is absent it does nothing. The training option
 ``adapt_threads=false`` turns it off; it is off with ``deterministic=true`` (a thread count fixes the
-order of some CPU reductions) and on CUDA devices.
+order of some CPU reductions) and on CUDA devices. :class:`sharing_cores` gives the same to the
+loops outside the step (the metrics' Inception passes, ``vitgan sample``), once per batch.
 """
 
 from __future__ import annotations
@@ -111,4 +112,34 @@ class CoreShare:
         return self.threads
 
 
-__all__ = ["CoreShare", "allowed_cpus", "busy_seconds", "own_seconds"]
+class sharing_cores:
+    """``with sharing_cores(device) as share:`` then ``share.poll()`` once per batch: the same
+    adapting thread count for a loop outside the training step (metrics' feature passes,
+    ``vitgan sample``). Nothing on a GPU, with one thread, under deterministic algorithms or where
+    ``/proc/stat`` cannot be read (``share`` is then None). On leaving, torch's thread count is
+    set back to what it was (a training process's own CoreShare keeps deciding from there)."""
+
+    def __init__(self, device="cpu"):
+        self.device = device
+
+    def __enter__(self) -> CoreShare | None:
+        import torch
+
+        self.start = torch.get_num_threads()
+        if (torch.device(self.device).type != "cpu" or self.start < 2
+                or torch.are_deterministic_algorithms_enabled()):
+            self.share = None
+        else:
+            self.share = CoreShare()
+            if self.share._last is None:
+                self.share = None
+        return self.share
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self.share is not None and torch.get_num_threads() != self.start:
+            torch.set_num_threads(self.start)
+
+
+__all__ = ["CoreShare", "sharing_cores", "allowed_cpus", "busy_seconds", "own_seconds"]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from vitgan import distributed
+from vitgan.cores import sharing_cores
 from vitgan.metrics.stats_cache import FeatureSet, StatsCache, stats_key
 
 
@@ -44,15 +45,18 @@ def _run(extractor, batches, count: int, n: int, want_logits: bool, desc: str | 
     """Feed uint8 batches of this rank's slice (``count`` images) and gather ``n`` rows."""
     feats, logits = [], []
     bar = _progress(count, desc)
-    for images in batches:
-        if want_logits:
-            f, z = extractor.features_and_logits(images)
-            logits.append(z)
-        else:
-            f = extractor(images)
-        feats.append(f)
-        if bar is not None:
-            bar.update(images.shape[0])
+    with sharing_cores(getattr(extractor, "device", "cpu")) as share:  # CPU: threads = free cores
+        for images in batches:
+            if want_logits:
+                f, z = extractor.features_and_logits(images)
+                logits.append(z)
+            else:
+                f = extractor(images)
+            feats.append(f)
+            if bar is not None:
+                bar.update(images.shape[0])
+            if share is not None:
+                share.poll()
     if bar is not None:
         bar.close()
     f = torch.cat(feats) if feats else torch.zeros((0, 2048), dtype=torch.float64)

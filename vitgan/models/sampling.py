@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vitgan.cores import sharing_cores
 from vitgan.errors import OptionError
 
 
@@ -83,10 +84,13 @@ def sample_batches(G, cfg, *, cls: str | None, seed: int, n: int, trunc: float, 
     """Yield (seeds, labels or None, uint8 (B, H, W, C)) of the plan in batches of ``batch``:
     latents, generation and conversion one batch at a time, so memory does not grow with n."""
     total = plan_size(cfg, cls, n)
-    for start in range(0, total, batch):
-        seeds, labels = plan_slice(cfg, cls, seed, n, start, min(start + batch, total))
-        x = synthesize(G, latents(seeds, cfg.z_dim), trunc, batch, device, labels, scale)
-        yield seeds, labels, to_uint8_hwc(x)
+    with sharing_cores(device) as share:  # CPU: threads = the cores other processes leave free
+        for start in range(0, total, batch):
+            seeds, labels = plan_slice(cfg, cls, seed, n, start, min(start + batch, total))
+            x = synthesize(G, latents(seeds, cfg.z_dim), trunc, batch, device, labels, scale)
+            yield seeds, labels, to_uint8_hwc(x)
+            if share is not None:
+                share.poll()
 
 
 __all__ = ["latents", "scale_kwargs", "synthesize", "class_index", "sample_plan", "plan_size", "plan_slice",
