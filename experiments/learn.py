@@ -135,6 +135,9 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     # bCR between two independent DiffAugment draws (the official code's pairing, penalty.py)
     "small-bcr-da": ("small, bCR pairing two independent DiffAugment draws (the official code's) instead of "
                      "D(A(x)) vs D(T(A(x)))", ["preset=small", "bcr_pairing=diffaugment"], 2, 1),
+    # the same conv head on the all-ViT model (ViT-G + ViT-D): does it also undo the one-layout G?
+    "small-convhead": ("small with g_head=conv (64 / 32 channels at 16 / 32, as small-hybrid-conv) and the ViT-D",
+                       ["preset=small", "g_head=conv", "sg2_channel_base=1024", "sg2_channel_max=128"], 2, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
