@@ -50,10 +50,17 @@ _SMALL_SG2 = dict(sg2_channel_base=1024, sg2_channel_max=128, sg2_mbstd_group=4)
 # with ramp-up 0.05 = our defaults); no bCR (StyleGAN2 has none); DiffAugment stays on (the
 # paper's "StyleGAN2 + DiffAugment" row; ADA's adaptive augmentation is not implemented).
 _SG2_TRAIN = dict(batch=64, lr=0.0025, r1_gamma=0.01, bcr_real=0.0, bcr_fake=0.0)
-# Hybrid (ViT-G + StyleGAN2-D): the official code's PyTorch port, per the paper's authors
-# (spec section 4): lr 0.001 at batch 64, bCR weight 1, a small R1 (gamma 0.01, ADA cifar's; the
-# port's value is not given) and an lr warm-up (10 kimg: our choice, its length is not given).
-_HYBRID_TRAIN = dict(batch=64, lr=0.001, bcr_real=1.0, bcr_fake=1.0, r1_gamma=0.01, lr_warmup_kimg=10.0)
+# Hybrid (ViT-G + StyleGAN2-D): the official code's PyTorch port (mlpc-ucsd/ViTGAN, its README's
+# command `train_stylegan2.py configs/gan/stylegan2/c10_style64.gin vitgan --mode=aug_both
+# --aug=diffaug --lbd_r1=0.1 --no_lazy --halflife_k=1000 --penalty=bcr --use_warmup`, read
+# 2026-12-07): lr 0.001 at batch 64, betas (0, 0.99), R1 gamma 0.1 at every step, bCR weight 1
+# between two independent DiffAugment draws (penalty.py), an lr warm-up of 3000 steps (192 kimg at
+# batch 64; gan.gin), EMA half-life 1000 kimg (ours keeps its ramp-up), mirrored CIFAR-10
+# (cifar10_hflip). Before 2026-12-07: R1 0.01 every 16 steps, our bCR pairing, 10 kimg warm-up.
+# The port's default patch head is convolutional (use_nerf_proj off: g_head=conv); the presets
+# keep the paper's INR head (the README's third command, --use_nerf_proj).
+_HYBRID_TRAIN = dict(batch=64, lr=0.001, bcr_real=1.0, bcr_fake=1.0, bcr_pairing="diffaugment", r1_gamma=0.1,
+                     r1_interval=1, lr_warmup_kimg=192.0, ema_kimg=1000.0, hflip=True)
 # tiny's recipe: lr 0.002, the paper's (with the equalised parametrisation a ~0.2 % step per
 # weight; experiments/results/learn compares it with 0.0002); bCR 0.1 (paper 10): at this size
 # bCR 1 holds D near 2 ln 2 (D loss 1.35, clean logit gap 0.43) and bCR 0.1 lets it separate
