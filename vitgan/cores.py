@@ -83,6 +83,11 @@ class CoreShare:
         self.changes = 0
         self._last = self._sample()
 
+    @property
+    def active(self) -> bool:
+        """False where the machine's load cannot be read (``poll`` then does nothing)."""
+        return self._last is not None
+
     def _sample(self) -> tuple[float, float, float] | None:
         busy = self.busy()
         return None if busy is None else (self.clock(), busy, self.own())
@@ -131,7 +136,7 @@ class sharing_cores:
             self.share = None
         else:
             self.share = CoreShare()
-            if self.share._last is None:
+            if not self.share.active:
                 self.share = None
         return self.share
 

@@ -34,6 +34,14 @@ from vitgan.layers.fir import upsample2d
 NOISE_MODES = ("random", "const", "none")
 
 
+def resolve_noise_mode(noise_mode: str | None, training: bool) -> str:
+    """None -> "random" in training mode, "const" in eval mode (the same image for the same w)."""
+    mode = noise_mode or ("random" if training else "const")
+    if mode not in NOISE_MODES:
+        raise ValueError(f"noise_mode={mode!r}; choose one of {NOISE_MODES}")
+    return mode
+
+
 class ModulatedConv2d(nn.Module):
     """x (B, C_in, H, W), w (B, w_dim) -> (B, C_out, H', W'); H' = 2H with ``up``."""
 
@@ -95,4 +103,4 @@ class ToRGB(nn.Module):
         return self.modconv(x, w) + self.modconv.bias.to(x.dtype)[None, :, None, None]
 
 
-__all__ = ["ModulatedConv2d", "SynthesisLayer", "ToRGB", "NOISE_MODES"]
+__all__ = ["ModulatedConv2d", "SynthesisLayer", "ToRGB", "NOISE_MODES", "resolve_noise_mode"]

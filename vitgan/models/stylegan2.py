@@ -38,7 +38,7 @@ from vitgan.layers.fir import blur, downsample2d, upsample2d
 from vitgan.layers.conditioning import Projection, check_labels
 from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis, w_avg_buffer
 from vitgan.layers.mbstd import MinibatchStd
-from vitgan.layers.modconv import NOISE_MODES, SynthesisLayer, ToRGB
+from vitgan.layers.modconv import SynthesisLayer, ToRGB, resolve_noise_mode
 from vitgan.models.hub import HubMixin
 
 
@@ -90,15 +90,9 @@ class StyleGAN2Generator(nn.Module, HubMixin):
                            w_dim=cfg.w_dim, image_channels=cfg.channels)
             for r in _resolutions(cfg))
 
-    def _noise_mode(self, noise_mode: str | None) -> str:
-        mode = noise_mode or ("random" if self.training else "const")
-        if mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode={mode!r}; choose one of {NOISE_MODES}")
-        return mode
-
     def synthesis(self, w: torch.Tensor, *, noise_mode: str | None = None) -> torch.Tensor:
         """w (B, w_dim) -> images (B, C, H, W)."""
-        mode = self._noise_mode(noise_mode)
+        mode = resolve_noise_mode(noise_mode, self.training)
         x = img = None
         for block in self.blocks:
             x, img = block(x, img, w, mode)

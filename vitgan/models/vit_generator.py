@@ -12,8 +12,8 @@ StyleGAN2 setting; ``vitgan.layers.equalized``); the mapping network always is (
 Ablations (``ModelConfig``): ``g_latent="tokens"`` feeds w as input tokens (Linear(w) added to
 E_pos) and uses LayerNorm with affine in place of SLN; ``g_head="linear"`` maps each token
 linearly to its P*P*C pixels; ``g_head="conv"`` paints the image with StyleGAN2 synthesis layers
-up from the token grid (the authors' PyTorch port's default head, ``vitgan.layers.conv_head``); ``g_demodulate`` switches the INR's demodulation. ``g_block="official"``
-is the block of the authors' PyTorch port (``vitgan.layers.block``: h = SLN(h, w), then
+up from the token grid (the authors' PyTorch port's default head, ``vitgan.layers.conv_head``);
+``g_demodulate`` switches the INR's demodulation. ``g_block="official"`` is the block of the authors' PyTorch port (``vitgan.layers.block``: h = SLN(h, w), then
 h' = MSA(h) + h, so w modulates the residual stream in every block, not only each branch's input).
 
 Resolution-free rendering (``scale``): the INR head is a function of in-patch coordinates, so
@@ -37,10 +37,10 @@ from vitgan.errors import OptionError
 from vitgan.layers.attention import Attention
 from vitgan.layers.block import Block
 from vitgan.layers.conv_head import ConvHead
-from vitgan.layers.modconv import NOISE_MODES
 from vitgan.layers.equalized import make_linear
 from vitgan.layers.inr import INRHead, LinearHead, SineEmbedding, grid_centres, render_coords
 from vitgan.layers.mapping import MappingNetwork, latents_for_synthesis, w_avg_buffer
+from vitgan.layers.modconv import resolve_noise_mode
 from vitgan.layers.sln import SLN, LayerNorm
 from vitgan.models.hub import HubMixin
 
@@ -114,10 +114,7 @@ class Generator(nn.Module, HubMixin):
             h = block(h, w)
         y = self.norm(h, w)                                               # y = SLN(h_L, w)
         if isinstance(self.head, ConvHead):
-            mode = noise_mode or ("random" if self.training else "const")
-            if mode not in NOISE_MODES:
-                raise ValueError(f"noise_mode={mode!r}; choose one of {NOISE_MODES}")
-            return self.head(y, w, mode)
+            return self.head(y, w, resolve_noise_mode(noise_mode, self.training))
         if scale == 1:
             return self.head(y)
         return self.head(y, render_coords(pixels))
