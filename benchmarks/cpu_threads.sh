@@ -2,7 +2,7 @@
 # Idle CPU benchmark of issue 22: the step idle and beside one busy process under three thread
 # settings, the cifar10 step's MFU in both dtypes, and `vitgan eval -n 1000` in fp32 and bf16.
 # Run it with nothing else on the machine; one JSON object per line goes to $OUT (default
-# benchmarks/cpu-threads-<date>.jsonl), the `eval` timings as {"eval": ...} lines.
+# benchmarks/cpu-threads-<date>.jsonl), the eval timings as benchmarks/eval_policy.sh's lines.
 #   bash benchmarks/cpu_threads.sh CHECKPOINT_FOR_EVAL [OUT]
 set -euo pipefail
 CKPT=${1:?a generator checkpoint for the eval timing}
@@ -28,15 +28,7 @@ done
 note "A: 1 thread"; vitgan_default --preset tiny --batch 32 --repeats 10 --warmup 3 --threads 1 >> "$OUT"
 note "A: cifar10 bf16"; vitgan_default --preset cifar10 --batch 32 --dtype bf16 --repeats 3 --warmup 1 >> "$OUT"
 
-for precision in fp32 bf16; do
-    cache=$(mktemp -d)
-    start=$(date +%s.%N)
-    python -m vitgan eval "$CKPT" -n 1000 --metrics fid --precision "$precision" --real "$DATA" \
-        --cache-dir "$cache" --json > "$cache/out.json"
-    end=$(date +%s.%N)
-    python -c "import json, sys; r = json.load(open(sys.argv[1])); print(json.dumps({'eval': sys.argv[2], \
-'seconds': float(sys.argv[4]) - float(sys.argv[3]), 'fid': r.get('fid'), 'load': open('/proc/loadavg').read().split()[0]}))" \
-        "$cache/out.json" "$precision" "$start" "$end" >> "$OUT"
-    rm -rf "$cache"
+for precision in fp32 bf16; do  # `vitgan eval -n 1000` as `vitgan eval` runs it (setting A)
+    PRECISION=$precision SETTINGS=A bash benchmarks/eval_policy.sh "$CKPT" "$OUT"
 done
 echo "wrote $OUT"

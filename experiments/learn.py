@@ -118,9 +118,10 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "small-hybrid-gslow": ("small-hybrid, G lr 0.0005, D lr 0.0025 (the ViT-G outpaces the conv D: "
                            "frozen-G probe)", ["preset=small-hybrid", "g_lr=0.0005", "d_lr=0.0025"], 2, 1),
     # two structural levers at 200 kimg (issue 21; 2026-12-07 night): D's attention gain (at the
-    # default (2 sqrt(d_h))^-1/2 D's attention is uniform, entropy 4.14 of 4.17) and the batch the
+    # default (2 sqrt(d_h))^-1/2 D's attention is nearly uniform, mean entropy 4.14 of 4.17) and the batch the
     # authors' PyTorch port trains at (lr 1e-3 at batch 64; equal kimg = half the steps)
-    "small-qk0.5": ("small, D's L2-attention gain 0.5 (D attends: entropy 3.5-3.7 instead of 4.14)",
+    "small-qk0.5": ("small, D's L2-attention gain 0.5 (D attends: its lowest head entropy 1.7 over the "
+                    "last tenth, against 3.4-3.8 at the default gain)",
                     ["preset=small", "d_qk_gain=0.5"], 4, 1),
     "small-b64": ("small at batch 64 (the authors' PyTorch port: lr 0.001 at batch 64)",
                   ["preset=small", "batch=64"], 4, 1),

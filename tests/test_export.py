@@ -215,6 +215,20 @@ def test_onnx_of_a_stylegan2_generator_from_an_export_folder(tmp_path):
     assert all(m.fused for m in fused)  # the reference paths are switched back after the trace
 
 
+def test_onnx_of_a_vit_generator_with_the_conv_head(tmp_path):
+    """g_head=conv: the eval-mode G (stored noise, learned noise strengths) traces into ONNX and
+    onnxruntime reproduces it."""
+    from vitgan import build_generator
+    from vitgan.export.onnx_file import export_onnx
+
+    cfg = ModelConfig(**SMALL_MODEL, **SMALL_SG2, g_head="conv")
+    G = build_generator(cfg).eval()
+    with torch.no_grad():
+        for layer in G.head.layers:
+            layer.noise_strength.fill_(0.3)  # 0 at initialisation: make the noise count
+    _check_onnx(export_onnx(G, tmp_path / "conv.onnx"), G)
+
+
 # ------------------------------------------------------------------ bad input
 def test_not_a_run_folder(tmp_path, capsys):
     images = make_images(tmp_path / "imgs", n=2)

@@ -57,7 +57,7 @@ def test_logistic_default_is_unchanged_by_the_switch():
         "Dmain", real, z)
     assert "loss/D_pair" not in a
     torch.testing.assert_close(a["loss/D"], b["loss/D"])
-    with pytest.raises(ValueError, match="logistic or relativistic"):
+    with pytest.raises(ValueError, match="gan_loss must be one of"):
         ViTGANLoss(G, D, None, gan_loss="hinge")
 
 

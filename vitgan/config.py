@@ -165,22 +165,16 @@ class ModelConfig:
         """The declared types, ranges and choices (``option_spec.check``), then the rules that
         tie fields together."""
         check(self)
-        if "stylegan2" in (self.g_arch, self.d_arch):
-            r = self.resolution
-            if r < 8 or r & (r - 1):
-                raise OptionError(f"the StyleGAN2 networks need a power-of-two resolution >= 8, got {r}")
-            if self.sg2_channel_base // r < 1:
-                raise OptionError(f"sg2_channel_base={self.sg2_channel_base} gives no channels at "
-                                  f"resolution {r}; use at least {r}")
-        if self.g_arch == "vit" and self.g_head == "conv":
-            up = self.patch_size
-            if up < 1 or up & (up - 1) or self.resolution % up:
-                raise OptionError(f"g_head=conv doubles the {self.resolution}/{self.patch_size} token grid "
-                                  f"up to the image: patch_size={self.patch_size} must be a power of two "
-                                  "that divides the resolution")
-            if self.sg2_channel_base // self.resolution < 1:
-                raise OptionError(f"sg2_channel_base={self.sg2_channel_base} gives g_head=conv no channels "
-                                  f"at resolution {self.resolution}; use at least {self.resolution}")
+        r = self.resolution
+        conv_head = self.g_arch == "vit" and self.g_head == "conv"
+        if "stylegan2" in (self.g_arch, self.d_arch) and (r < 8 or r & (r - 1)):
+            raise OptionError(f"the StyleGAN2 networks need a power-of-two resolution >= 8, got {r}")
+        if conv_head and self.patch_size & (self.patch_size - 1):
+            raise OptionError(f"g_head=conv doubles the token grid up to the image: patch_size="
+                              f"{self.patch_size} must be a power of two")
+        if ("stylegan2" in (self.g_arch, self.d_arch) or conv_head) and self.sg2_channel_base // r < 1:
+            raise OptionError(f"sg2_channel_base={self.sg2_channel_base} gives no channels at "
+                              f"resolution {r}; use at least {r}")
         for res_name, p in (("patch_size", self.patch_size), ("d_patch_size", self.d_patch)):
             if self.resolution % p:
                 raise OptionError(

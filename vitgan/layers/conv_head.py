@@ -26,14 +26,12 @@ from vitgan.layers.modconv import SynthesisLayer, ToRGB
 
 
 class ConvHead(nn.Module):
-    """y (B, g*g, dim), w (B, w_dim) -> images (B, image_channels, resolution, resolution)."""
+    """y (B, g*g, dim), w (B, w_dim) -> images (B, image_channels, resolution, resolution);
+    resolution = g x a power of two (``ModelConfig.validate`` refuses other patch sizes)."""
 
     def __init__(self, *, dim: int, grid: int, resolution: int, w_dim: int, image_channels: int,
                  channels: Callable[[int], int]):
         super().__init__()
-        if resolution % grid or (resolution // grid) & (resolution // grid - 1):
-            raise ValueError(f"the conv head doubles a {grid}x{grid} grid: resolution {resolution} "
-                             "must be grid x a power of two")
         self.grid = grid
         layers, c_in, r = [], dim, grid
         while r < resolution:

@@ -96,7 +96,7 @@ from vitgan.layers.paths import reference_paths
 from vitgan.train.augment import ConsistencyTransform
 from vitgan.distributed import maybe_no_sync
 from vitgan.train.ema import unwrap
-from vitgan.train.options import TrainConfig
+from vitgan.train.options import BCR_PAIRINGS, GAN_LOSSES, TrainConfig
 
 __all__ = ["ViTGANLoss", "PHASES"]
 
@@ -146,11 +146,11 @@ class ViTGANLoss:
         self.bcr_transform = bcr_transform if bcr_transform is not None else ConsistencyTransform()
         self.bcr_real = float(bcr_real)
         self.bcr_fake = float(bcr_fake)
-        if bcr_pairing not in ("transform", "diffaugment"):
-            raise ValueError(f"bcr_pairing must be transform or diffaugment, not {bcr_pairing!r}")
+        if bcr_pairing not in BCR_PAIRINGS:
+            raise ValueError(f"bcr_pairing must be one of {BCR_PAIRINGS}, not {bcr_pairing!r}")
         self.bcr_pairing = bcr_pairing
-        if gan_loss not in ("logistic", "relativistic"):
-            raise ValueError(f"gan_loss must be logistic or relativistic, not {gan_loss!r}")
+        if gan_loss not in GAN_LOSSES:
+            raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, not {gan_loss!r}")
         self.relativistic = gan_loss == "relativistic"
         self.r1_gamma = float(r1_gamma)
         self.r2_gamma = float(r2_gamma)

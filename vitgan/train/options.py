@@ -48,6 +48,8 @@ from vitgan.option_spec import check, coerced, option
 from vitgan.train.augment import DEFAULT_P, DEFAULT_POLICY, parse_policy
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+GAN_LOSSES = ("logistic", "relativistic")
+BCR_PAIRINGS = ("transform", "diffaugment")
 NAN_POLICIES = ("stop", "rollback")
 
 
@@ -90,9 +92,9 @@ class TrainConfig:
     bcr_pairing: str = option("transform", "bCR's pair: transform = D(A(x)) vs D(T(A(x))), T a flip + "
                               "small shift (ours); diffaugment = two independent DiffAugment draws, "
                               "D(A1(x)) vs D(A2(x)) (the official code's)",
-                              choices=("transform", "diffaugment"), to="loss")
+                              choices=BCR_PAIRINGS, to="loss")
     gan_loss: str = option("logistic", "adversarial loss: logistic (the paper's) or relativistic "
-                           "(RpGAN's pairing, R3GAN)", choices=("logistic", "relativistic"), to="loss")
+                           "(RpGAN's pairing, R3GAN)", choices=GAN_LOSSES, to="loss")
     r1_gamma: float = option(0.0, "lazy R1 weight (0: off, as in the paper)", ge=0, to="loss")
     r2_gamma: float = option(0.0, "lazy R2 weight: R1's penalty on fakes (R3GAN; 0: off)", ge=0, to="loss")
     r1_interval: int = option(16, "R1 every N steps, scaled by N (lazy regularisation)", ge=1, to="loss")
