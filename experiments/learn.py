@@ -68,18 +68,21 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     # the small preset (issue 21): `--preset small --kimg 200 --points 0.125,0.25,0.5,1`, results in
     # experiments/results/learn-small; 4 metric points = every 50 kimg at 200
     "small": ("small, lr 0.002 (the preset's lr until 2026-12-05; width 128, paper structure; bCR 0.1)",
-              ["preset=small", "lr=0.002"], 4, 1),
-    "small-bcr1": ("small, bCR 1 (the paper-size presets' weight)", ["preset=small", "bcr_real=1",
+              ["preset=small", "d_qk_gain=none", "lr=0.002"], 4, 1),
+    "small-bcr1": ("small, bCR 1 (the paper-size presets' weight)", ["preset=small", "d_qk_gain=none", "bcr_real=1",
                                                                      "bcr_fake=1"], 2, 0.5),
-    "small-seed1": ("small defaults, seed 1", ["preset=small", "seed=1"], 4, 1),
+    "small-seed1": ("small defaults until 2026-12-07 (D's attention gain (2 sqrt(d_h))^-1/2), seed 1",
+                    ["preset=small", "d_qk_gain=none", "seed=1"], 4, 1),
     "small-stylegan2": ("StyleGAN2 G + D of small's cost (preset small-stylegan2: lr 0.001)",
                         ["preset=small-stylegan2"], 4, 1),
-    "small-hybrid": ("ViT-G small + StyleGAN2-D (preset small-hybrid: lr 0.001)", ["preset=small-hybrid"], 4, 1),
-    "small-lr0.001": ("small, lr 0.001 for G and D (the preset's default since 2026-12-05)",
-                      ["preset=small", "lr=0.001"], 4, 1),
+    "small-hybrid": ("ViT-G small + StyleGAN2-D (preset small-hybrid: lr 0.001; the INR head, the preset's "
+                     "until 2026-12-07)", ["preset=small-hybrid", "g_head=inr"], 4, 1),
+    "small-lr0.001": ("small, lr 0.001 for G and D (the preset's default since 2026-12-05; D's attention "
+                      "gain (2 sqrt(d_h))^-1/2 until 2026-12-07)",
+                      ["preset=small", "d_qk_gain=none", "lr=0.001"], 4, 1),
     # DiffAugment at p 0.2 instead of 0.8 (200 kimg is 4 epochs of CIFAR-10: nothing for D to
     # overfit, so augmentation only weakens D; diagnostics-conv: p 0.2 held the conv D's margin)
-    "small-p0.2": ("small (lr 0.001), DiffAugment p 0.2", ["preset=small", "augment_p=0.2"], 4, 1),
+    "small-p0.2": ("small (lr 0.001), DiffAugment p 0.2", ["preset=small", "d_qk_gain=none", "augment_p=0.2"], 4, 1),
     "small-stylegan2-p0.2": ("small-stylegan2 (lr 0.001), DiffAugment p 0.2",
                              ["preset=small-stylegan2", "augment_p=0.2"], 4, 1),
     # the paper-size confirmation (issue 21): `--preset cifar10 --rows paper-b32 --kimg 96` (3000
@@ -87,8 +90,8 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "paper-b32": ("cifar10 preset (the paper's size) at batch 32, bf16, lr 0.001 (small's batch-32 lr)",
                   ["preset=cifar10", "batch=32", "precision=bf16", "lr=0.001"], 4, 1),
     # the small preset's probes (issue 21, one-layout G): 50 kimg, metric points at 25 and 50
-    "small-sln1": ("small, SLN gamma/beta init spread 1.0 instead of 0.5", ["preset=small", "sln_init_std=1.0"], 2, 1),
-    "small-mbstd4": ("small, ViT-D minibatch stddev (group 4)", ["preset=small", "d_mbstd_group=4"], 2, 1),
+    "small-sln1": ("small, SLN gamma/beta init spread 1.0 instead of 0.5", ["preset=small", "d_qk_gain=none", "sln_init_std=1.0"], 2, 1),
+    "small-mbstd4": ("small, ViT-D minibatch stddev (group 4)", ["preset=small", "d_qk_gain=none", "d_mbstd_group=4"], 2, 1),
     # the conv D's drift to chance (issue 21), at lr 0.0025 where it drifts within ~25 kimg
     # (diagnostics-conv: sg2-lr0.0025): 28 kimg each, `--kimg 28 --points 1`
     "sg2-fast-dwide": ("small-stylegan2 at lr 0.0025, D channels x2", ["preset=small-stylegan2", "lr=0.0025",
@@ -105,18 +108,19 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "small-stylegan2-ttur": ("small-stylegan2, G lr 0.00125, D lr 0.0025 (the conv-drift probes' best)",
                              ["preset=small-stylegan2", "g_lr=0.00125", "d_lr=0.0025"], 4, 1),
     "small-hybrid-ttur": ("small-hybrid, G lr 0.00125, D lr 0.0025",
-                          ["preset=small-hybrid", "g_lr=0.00125", "d_lr=0.0025"], 4, 1),
+                          ["preset=small-hybrid", "g_head=inr", "g_lr=0.00125", "d_lr=0.0025"], 4, 1),
     # the ViT with the conv baseline's lever (issue 21): D at twice G's lr, G at the preset's 0.001
     "small-ttur": ("small, G lr 0.001, D lr 0.002 (the two-timescale pair that held the conv D)",
-                   ["preset=small", "g_lr=0.001", "d_lr=0.002"], 4, 1),
+                   ["preset=small", "d_qk_gain=none", "g_lr=0.001", "d_lr=0.002"], 4, 1),
     # probes against the wider ViT's collapse (issue 21): 50 kimg, `--kimg 50 --points 0.5,1`
     "small-rpgan": ("small, relativistic pairing loss (RpGAN, R3GAN's; without its R1 + R2, which "
-                    "the paper says cripple a ViT D); D adv = its pair loss x 2", ["preset=small",
+                    "the paper says cripple a ViT D); D adv = its pair loss x 2", ["preset=small", "d_qk_gain=none",
                                                                  "gan_loss=relativistic"], 2, 1),
     "small-map2": ("small, 2-layer mapping MLP (StyleGAN2-ADA cifar's) instead of 8",
-                   ["preset=small", "mapping_layers=2"], 2, 1),
+                   ["preset=small", "d_qk_gain=none", "mapping_layers=2"], 2, 1),
     "small-hybrid-gslow": ("small-hybrid, G lr 0.0005, D lr 0.0025 (the ViT-G outpaces the conv D: "
-                           "frozen-G probe)", ["preset=small-hybrid", "g_lr=0.0005", "d_lr=0.0025"], 2, 1),
+                           "frozen-G probe)", ["preset=small-hybrid", "g_head=inr", "g_lr=0.0005",
+                                                                   "d_lr=0.0025"], 2, 1),
     # two structural levers at 200 kimg (issue 21; 2026-12-07 night): D's attention gain (at the
     # default (2 sqrt(d_h))^-1/2 D's attention is nearly uniform, mean entropy 4.14 of 4.17) and the batch the
     # authors' PyTorch port trains at (lr 1e-3 at batch 64; equal kimg = half the steps)
@@ -124,21 +128,31 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
                     "last tenth, against 3.4-3.8 at the default gain)",
                     ["preset=small", "d_qk_gain=0.5"], 4, 1),
     "small-b64": ("small at batch 64 (the authors' PyTorch port: lr 0.001 at batch 64)",
-                  ["preset=small", "batch=64"], 4, 1),
+                  ["preset=small", "d_qk_gain=none", "batch=64"], 4, 1),
     # the authors' PyTorch port's generator block (mlpc-ucsd/ViTGAN: h = SLN(h, w); h = MSA(h) + h):
     # w modulates the residual stream in every block (issue 21, the one-layout ViT-G)
     "small-gofficial": ("small, G block of the authors' PyTorch port (SLN's output is the residual stream)",
-                        ["preset=small", "g_block=official"], 4, 1),
+                        ["preset=small", "d_qk_gain=none", "g_block=official"], 4, 1),
     # the hybrid with the authors' port's default patch head (its INR head made a 4x4 patch grid
     # against the conv D even while that D separated: small-hybrid-gslow)
     "small-hybrid-conv": ("small-hybrid with g_head=conv (the authors' port's head: StyleGAN2 layers up from "
                           "the token grid, 64 / 32 channels at 16 / 32)", ["preset=small-hybrid", "g_head=conv"], 2, 1),
     # bCR between two independent DiffAugment draws (the official code's pairing, penalty.py)
     "small-bcr-da": ("small, bCR pairing two independent DiffAugment draws (the official code's) instead of "
-                     "D(A(x)) vs D(T(A(x)))", ["preset=small", "bcr_pairing=diffaugment"], 2, 1),
+                     "D(A(x)) vs D(T(A(x)))", ["preset=small", "d_qk_gain=none", "bcr_pairing=diffaugment"], 2, 1),
     # the same conv head on the all-ViT model (ViT-G + ViT-D): does it also undo the one-layout G?
     "small-convhead": ("small with g_head=conv (64 / 32 channels at 16 / 32, as small-hybrid-conv) and the ViT-D",
-                       ["preset=small", "g_head=conv", "sg2_channel_base=1024", "sg2_channel_max=128"], 2, 1),
+                       ["preset=small", "d_qk_gain=none", "g_head=conv", "sg2_channel_base=1024",
+                        "sg2_channel_max=128"], 2, 1),
+    # the conv head's early lead with the D that keeps its margin (issue 21): small-convhead + d_qk_gain 0.5
+    "small-convhead-qk0.5": ("small-convhead with D's L2-attention gain 0.5; stopped at 54 kimg by hand "
+                             "(session time; resumable)",
+                             ["preset=small", "g_head=conv", "sg2_channel_base=1024", "sg2_channel_max=128",
+                              "d_qk_gain=0.5"], 4, 1),
+    # second seeds (issue 21): the candidate default and the hybrid that learns
+    "small-qk0.5-seed1": ("small-qk0.5, seed 1", ["preset=small", "d_qk_gain=0.5", "seed=1"], 4, 1),
+    "small-hybrid-conv-seed1": ("small-hybrid-conv, seed 1", ["preset=small-hybrid", "g_head=conv", "seed=1"],
+                                4, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }

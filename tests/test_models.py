@@ -218,6 +218,22 @@ def test_conv_head_is_stylegan2_layers_up_from_the_token_grid():
         assert (G(z, update_w_avg=False) - G(z, update_w_avg=False)).abs().max() > 1e-4  # fresh noise
 
 
+def test_conv_head_channels_have_their_own_base_and_max():
+    """conv_head_channel_base / _max size the head apart from a StyleGAN2 D (the hybrid presets:
+    the port's 384 up to 64, halved above, beside ADA's 512-channel D); 0 falls back to sg2_*."""
+    from vitgan.errors import OptionError
+    cfg = model_config("tiny").replace(g_head="conv", d_arch="stylegan2", sg2_channel_base=256,
+                                       sg2_channel_max=32, conv_head_channel_base=192, conv_head_channel_max=8)
+    head = Generator(cfg).head
+    assert [m.modconv.conv.out_channels for m in head.layers] == [8, 8, 6, 6]  # min(192 // 16, 8), 192 // 32
+    assert [cfg.sg2_channels(r) for r in (16, 32)] == [16, 8]  # the D keeps its own
+    assert [cfg.replace(conv_head_channel_base=0).conv_head_channels(r) for r in (16, 32)] == [8, 8]
+    assert model_config("cifar10-hybrid").conv_head_channels(32) == 384  # the port's cnn_channels
+    assert model_config("celeba64-hybrid").conv_head_channels(64) == 384
+    with pytest.raises(OptionError, match="conv_head_channel_base=16 gives g_head=conv no channels"):
+        cfg.replace(conv_head_channel_base=16)
+
+
 def test_conv_head_refuses_what_it_cannot_paint():
     from vitgan.errors import OptionError
     from vitgan.models.vit_generator import check_render_scale

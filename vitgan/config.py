@@ -110,6 +110,11 @@ class ModelConfig:
     # ours: a D wider than its G (issue 21: the small conv D drifted to chance against its G)
     sg2_d_channel_mult: int = option(1, "StyleGAN2 D channels = this x G's at each resolution", ge=1)
     sg2_mbstd_group: int = option(4, "minibatch-stddev group size (min with the batch, as in ADA)", ge=1)
+    # g_head=conv's channels at r: min(base // r, max); 0 = the StyleGAN2 fields above. The
+    # authors' port: 384 at 8-64, 192 at 128, ... (``cnn_channels`` in vit_generator.py: 24576 / 384)
+    conv_head_channel_base: int = option(0, "g_head=conv channels at r: min(base // r, max); 0: sg2_channel_base",
+                                         ge=0)
+    conv_head_channel_max: int = option(0, "g_head=conv channels at most; 0: sg2_channel_max", ge=0)
     # ADA's default "resnet"; its cifar config uses "orig", i.e. False
     sg2_d_residual: bool = option(True, "residual StyleGAN2 D blocks")
     # --- parametrisation (StyleGAN2's equalised learning rate; the paper's implementation
@@ -156,6 +161,11 @@ class ModelConfig:
         """StyleGAN2's feature maps at resolution ``res``: min(channel_base // res, channel_max)."""
         return min(self.sg2_channel_base // res, self.sg2_channel_max)
 
+    def conv_head_channels(self, res: int) -> int:
+        """g_head=conv's feature maps at ``res``: as ``sg2_channels`` with the head's own base / max."""
+        return min((self.conv_head_channel_base or self.sg2_channel_base) // res,
+                   self.conv_head_channel_max or self.sg2_channel_max)
+
     def sg2_d_channels(self, res: int) -> int:
         """The StyleGAN2 D's feature maps at ``res``: ``sg2_d_channel_mult`` x the G's."""
         return self.sg2_d_channel_mult * self.sg2_channels(res)
@@ -172,8 +182,12 @@ class ModelConfig:
         if conv_head and self.patch_size & (self.patch_size - 1):
             raise OptionError(f"g_head=conv doubles the token grid up to the image: patch_size="
                               f"{self.patch_size} must be a power of two")
-        if ("stylegan2" in (self.g_arch, self.d_arch) or conv_head) and self.sg2_channel_base // r < 1:
+        if "stylegan2" in (self.g_arch, self.d_arch) and self.sg2_channel_base // r < 1:
             raise OptionError(f"sg2_channel_base={self.sg2_channel_base} gives no channels at "
+                              f"resolution {r}; use at least {r}")
+        if conv_head and self.conv_head_channels(r) < 1:
+            name = "conv_head_channel_base" if self.conv_head_channel_base else "sg2_channel_base"
+            raise OptionError(f"{name}={getattr(self, name)} gives g_head=conv no channels at "
                               f"resolution {r}; use at least {r}")
         for res_name, p in (("patch_size", self.patch_size), ("d_patch_size", self.d_patch)):
             if self.resolution % p:

@@ -57,8 +57,12 @@ _SG2_TRAIN = dict(batch=64, lr=0.0025, r1_gamma=0.01, bcr_real=0.0, bcr_fake=0.0
 # between two independent DiffAugment draws (penalty.py), an lr warm-up of 3000 steps (192 kimg at
 # batch 64; gan.gin), EMA half-life 1000 kimg (ours keeps its ramp-up), mirrored CIFAR-10
 # (cifar10_hflip). Before 2026-12-07: R1 0.01 every 16 steps, our bCR pairing, 10 kimg warm-up.
-# The port's default patch head is convolutional (use_nerf_proj off: g_head=conv); the presets
-# keep the paper's INR head (the README's third command, --use_nerf_proj).
+# The port's default patch head is convolutional (use_nerf_proj off: g_head=conv, its README's first
+# command; the third, --use_nerf_proj, is the paper's INR head): the hybrid presets take it since
+# 2026-12-07, because against a conv D the INR head did not learn at small (FID 310.8 / 383.9 at 50
+# kimg, a patch grid) and the conv head did (small-hybrid-conv: 125.6 at 200 kimg;
+# experiments/results/learn-small). Its channels are the port's cnn_channels (384 up to 64).
+_HYBRID_G = dict(g_head="conv", conv_head_channel_base=24576, conv_head_channel_max=384)
 _HYBRID_TRAIN = dict(batch=64, lr=0.001, bcr_real=1.0, bcr_fake=1.0, bcr_pairing="diffaugment", r1_gamma=0.1,
                      r1_interval=1, lr_warmup_kimg=192.0, ema_kimg=1000.0, hflip=True)
 # tiny's recipe: lr 0.002, the paper's (with the equalised parametrisation a ~0.2 % step per
@@ -92,12 +96,16 @@ _TABLE = (
     # lr 0.001 (the authors' PyTorch port's; the paper's 0.002 is at batch 128): at 200 kimg,
     # seed 0, FID@1000 119.1 vs 130.3 at 0.002, KID 0.068 vs 0.087, D adv loss 1.25 vs 1.29 over
     # the last tenth (rows small-lr0.001 / small; one seed each, so within an unmeasured spread).
+    # d_qk_gain 0.5 (ours; the default (2 sqrt(d_h))^-1/2 = 0.25 at heads of 64 leaves D's attention
+    # nearly uniform): at 200 kimg, seeds 0 / 1, FID@1000 121.4 / 122.3 vs 119.1 / 138.4 (within the
+    # seed spread), recall 0.032 / 0.018 vs 0.009 / 0.003, D adv loss 1.07 vs 1.25 and clean gap
+    # 2.4-2.5 vs 1.3-1.4 over the last tenth (rows small-qk0.5(-seed1) / small-lr0.001, small-seed1).
     Preset("small", "ours", "ViTs at width 128, the paper's structure: the recipe decided on a CPU "
-           "(~1/8 of cifar10)", model=_SMALL, train=dict(_SMALL_TRAIN, lr=0.001)),
+           "(~1/8 of cifar10)", model=dict(_SMALL, d_qk_gain=0.5), train=dict(_SMALL_TRAIN, lr=0.001)),
     Preset("cifar10-stylegan2", "paper", "StyleGAN2 G + D (the paper's baseline), ADA's cifar networks "
            "and recipe", model=dict(_SG2_G, **_SG2_D), train=dict(data="cifar10", **_SG2_TRAIN)),
     Preset("cifar10-hybrid", "official code", "ViT-G + StyleGAN2-D, the authors' port's recipe",
-           model=_SG2_D, train=dict(data="cifar10", **_HYBRID_TRAIN)),
+           model=dict(_SG2_D, **_HYBRID_G), train=dict(data="cifar10", **_HYBRID_TRAIN)),
     # ViT-D needs ViTGAN's recipe (no R1: it "cripples" ViT-D; bCR): the ViT rows' defaults.
     Preset("cifar10-vitd-sg2g", "paper", "StyleGAN2-G + ViT-D (the paper's reverse hybrid), ViTGAN's recipe",
            model=_SG2_G, train=dict(data="cifar10", batch=128)),
@@ -105,7 +113,7 @@ _TABLE = (
            "resolution deeper: ours)", model=dict(_VIT64, **_SG2_G, **_SG2_D),
            train=dict(data="celeba", **_SG2_TRAIN)),
     Preset("celeba64-hybrid", "official code", "ViT-G + StyleGAN2-D at 64x64, the authors' port's recipe",
-           model=dict(_VIT64, **_SG2_D), train=dict(data="celeba", **_HYBRID_TRAIN)),
+           model=dict(_VIT64, **_SG2_D, **_HYBRID_G), train=dict(data="celeba", **_HYBRID_TRAIN)),
     Preset("celeba64-vitd-sg2g", "paper", "StyleGAN2-G + ViT-D at 64x64, ViTGAN's recipe",
            model=dict(_VIT64, **_SG2_G), train=dict(data="celeba", batch=128)),
     # The tiny CPU halves: training defaults as `tiny`, with the regularisers of the full-size
@@ -121,8 +129,11 @@ _TABLE = (
     Preset("small-stylegan2", "ours", "StyleGAN2 G + D at small's cost, ADA cifar's recipe at batch 32 and lr 0.001",
            model=dict(_SMALL, g_arch="stylegan2", d_arch="stylegan2", mapping_layers=2, **_SMALL_SG2),
            train=_SMALL_SG2_TRAIN),
-    Preset("small-hybrid", "ours", "small's ViT-G + a StyleGAN2-D, ADA cifar's recipe at batch 32 and lr 0.001",
-           model=dict(_SMALL, d_arch="stylegan2", **_SMALL_SG2), train=_SMALL_SG2_TRAIN),
+    # the authors' port's conv patch head (as the hybrid presets above) at small's StyleGAN2 channels
+    # (64 / 32 at 16 / 32): FID 125.6 at 200 kimg where the INR head made a patch grid (310.8 at 50)
+    Preset("small-hybrid", "ours", "small's ViT-G with the port's conv head + a StyleGAN2-D, ADA cifar's "
+           "recipe at batch 32 and lr 0.001",
+           model=dict(_SMALL, d_arch="stylegan2", g_head="conv", **_SMALL_SG2), train=_SMALL_SG2_TRAIN),
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _TABLE}

@@ -79,7 +79,7 @@ def activation_numbers(cfg) -> tuple[int, int]:
             head = res2 * (3 * cfg.inr_hidden + 2 * cfg.fourier_width)
         elif cfg.g_head == "conv":  # StyleGAN2 layers at 2g, ..., resolution (~8 C r^2 each)
             g0 = cfg.resolution // cfg.patch_size
-            head = sum(8 * cfg.sg2_channels(g0 << k) * (g0 << k) ** 2
+            head = sum(8 * cfg.conv_head_channels(g0 << k) * (g0 << k) ** 2
                        for k in range(1, cfg.patch_size.bit_length()))
         else:
             head = 2 * res2 * cfg.channels

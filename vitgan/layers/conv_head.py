@@ -8,8 +8,9 @@ for Patch Generation").
 
 L is StyleGAN2's synthesis layer (modulated, demodulated 3x3 conv, per-pixel noise, bias, leaky
 ReLU; ``vitgan.layers.modconv``), all modulated by the same w. Channels at resolution r are
-``ModelConfig.sg2_channels(r)`` = min(sg2_channel_base // r, sg2_channel_max) (the port keeps 384
-at every resolution up to 32: ``sg2_channel_base`` >= 384 x 32). Unlike the INR head, neighbouring
+``ModelConfig.conv_head_channels(r)`` = min(base // r, max) with ``conv_head_channel_base / _max``
+(0: the StyleGAN2 ``sg2_channel_base / _max``); the port's ``cnn_channels`` are 384 up to 64 and
+halve above (base 24576, max 384: the hybrid presets' values). Unlike the INR head, neighbouring
 patches share pixels through the 3x3 convolutions, so the image has no patch grid by
 construction, and it renders only at the training resolution. Our switch ``g_head=conv``.
 """

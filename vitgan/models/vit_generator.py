@@ -92,7 +92,7 @@ class Generator(nn.Module, HubMixin):
         self.norm = norm()
         if cfg.g_head == "conv":
             self.head = ConvHead(dim=dim, grid=grid, resolution=cfg.resolution, w_dim=cfg.w_dim,
-                                 image_channels=cfg.channels, channels=cfg.sg2_channels)
+                                 image_channels=cfg.channels, channels=cfg.conv_head_channels)
         elif cfg.g_head == "inr":
             self.head = INRHead(dim=dim, patch_size=cfg.patch_size, grid=grid, channels=cfg.channels,
                                 fourier_dim=cfg.fourier_width, hidden=cfg.inr_hidden,
