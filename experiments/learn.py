@@ -146,7 +146,7 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
                         "sg2_channel_max=128"], 2, 1),
     # the conv head's early lead with the D that keeps its margin (issue 21): small-convhead + d_qk_gain 0.5
     "small-convhead-qk0.5": ("small-convhead with D's L2-attention gain 0.5; stopped at 54 kimg by hand, "
-                             "resumed alone at 2 threads to 100 (`vitgan train --resume RUN --kimg 100`)",
+                             "resumed alone at 2 threads to 100, then 150 (`vitgan train --resume RUN --kimg 100 / 150`)",
                              ["preset=small", "g_head=conv", "sg2_channel_base=1024", "sg2_channel_max=128",
                               "d_qk_gain=0.5"], 4, 1),
     # second seeds (issue 21): the candidate default and the hybrid that learns
