@@ -192,7 +192,8 @@ def test_bf16_autocast_forward_backward_cpu():
 
 def test_conv_head_is_stylegan2_layers_up_from_the_token_grid():
     """g_head=conv (the authors' port's head): tokens as a D-channel g x g map, then per doubling a
-    synthesis layer with up-sampling and one without, then toRGB; channels sg2_channels(r)."""
+    synthesis layer with up-sampling and one without, then toRGB; channels conv_head_channels(r)
+    (here its fallback, sg2_channels(r))."""
     from vitgan.layers.conv_head import ConvHead
     from vitgan.layers.modconv import SynthesisLayer
     cfg = model_config("tiny").replace(g_head="conv", sg2_channel_base=256, sg2_channel_max=32)

@@ -112,8 +112,8 @@ class ModelConfig:
     sg2_mbstd_group: int = option(4, "minibatch-stddev group size (min with the batch, as in ADA)", ge=1)
     # g_head=conv's channels at r: min(base // r, max); 0 = the StyleGAN2 fields above. The
     # authors' port: 384 at 8-64, 192 at 128, ... (``cnn_channels`` in vit_generator.py: 24576 / 384)
-    conv_head_channel_base: int = option(0, "g_head=conv channels at r: min(base // r, max); 0: sg2_channel_base",
-                                         ge=0)
+    conv_head_channel_base: int = option(0, "g_head=conv channels at r: min(base // r, max); "
+                                            "0: sg2_channel_base", ge=0)
     conv_head_channel_max: int = option(0, "g_head=conv channels at most; 0: sg2_channel_max", ge=0)
     # ADA's default "resnet"; its cifar config uses "orig", i.e. False
     sg2_d_residual: bool = option(True, "residual StyleGAN2 D blocks")

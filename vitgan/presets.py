@@ -60,7 +60,7 @@ _SG2_TRAIN = dict(batch=64, lr=0.0025, r1_gamma=0.01, bcr_real=0.0, bcr_fake=0.0
 # The port's default patch head is convolutional (use_nerf_proj off: g_head=conv, its README's first
 # command; the third, --use_nerf_proj, is the paper's INR head): the hybrid presets take it since
 # 2026-12-07, because against a conv D the INR head did not learn at small (FID 310.8 / 383.9 at 50
-# kimg, a patch grid) and the conv head did (small-hybrid-conv: 125.6 at 200 kimg;
+# kimg, a patch grid) and the conv head did (small-hybrid-conv: 125.6 / 115.3 at 200 kimg, seeds 0 / 1;
 # experiments/results/learn-small). Its channels are the port's cnn_channels (384 up to 64).
 _HYBRID_G = dict(g_head="conv", conv_head_channel_base=24576, conv_head_channel_max=384)
 _HYBRID_TRAIN = dict(batch=64, lr=0.001, bcr_real=1.0, bcr_fake=1.0, bcr_pairing="diffaugment", r1_gamma=0.1,
@@ -130,7 +130,8 @@ _TABLE = (
            model=dict(_SMALL, g_arch="stylegan2", d_arch="stylegan2", mapping_layers=2, **_SMALL_SG2),
            train=_SMALL_SG2_TRAIN),
     # the authors' port's conv patch head (as the hybrid presets above) at small's StyleGAN2 channels
-    # (64 / 32 at 16 / 32): FID 125.6 at 200 kimg where the INR head made a patch grid (310.8 at 50)
+    # (64 / 32 at 16 / 32): FID 125.6 / 115.3 at 200 kimg (seeds 0 / 1) where the INR head made a
+    # patch grid (310.8 at 50)
     Preset("small-hybrid", "ours", "small's ViT-G with the port's conv head + a StyleGAN2-D, ADA cifar's "
            "recipe at batch 32 and lr 0.001",
            model=dict(_SMALL, d_arch="stylegan2", g_head="conv", **_SMALL_SG2), train=_SMALL_SG2_TRAIN),
