@@ -89,6 +89,10 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     # steps of 32), results in experiments/results/learn-paper; lr 0.001 as small at batch 32
     "paper-b32": ("cifar10 preset (the paper's size) at batch 32, bf16, lr 0.001 (small's batch-32 lr)",
                   ["preset=cifar10", "batch=32", "precision=bf16", "lr=0.001"], 4, 1),
+    # the same with D's L2-attention gain 0.5 (small's default since 2026-12-07: D attends and keeps
+    # its margin at width 128; does it lift the paper size out of its one-scene collapse?)
+    "paper-b32-qk0.5": ("paper-b32 with D's L2-attention gain 0.5 (small's default)",
+                        ["preset=cifar10", "batch=32", "precision=bf16", "lr=0.001", "d_qk_gain=0.5"], 4, 1),
     # the small preset's probes (issue 21, one-layout G): 50 kimg, metric points at 25 and 50
     "small-sln1": ("small, SLN gamma/beta init spread 1.0 instead of 0.5", ["preset=small", "d_qk_gain=none", "sln_init_std=1.0"], 2, 1),
     "small-mbstd4": ("small, ViT-D minibatch stddev (group 4)", ["preset=small", "d_qk_gain=none", "d_mbstd_group=4"], 2, 1),
@@ -146,13 +150,22 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
                         "sg2_channel_max=128"], 2, 1),
     # the conv head's early lead with the D that keeps its margin (issue 21): small-convhead + d_qk_gain 0.5
     "small-convhead-qk0.5": ("small-convhead with D's L2-attention gain 0.5; stopped at 54 kimg by hand, "
-                             "resumed alone at 2 threads to 100, then 150 (`vitgan train --resume RUN --kimg 100 / 150`)",
+                             "resumed alone at 2 threads to 100, then 150, then at 1 thread beside paper-b32-qk0.5 to 200 "
+                             "(`vitgan train --resume RUN --kimg 100 / 150 / 200`)",
                              ["preset=small", "g_head=conv", "sg2_channel_base=1024", "sg2_channel_max=128",
                               "d_qk_gain=0.5"], 4, 1),
     # second seeds (issue 21): the candidate default and the hybrid that learns
     "small-qk0.5-seed1": ("small-qk0.5, seed 1", ["preset=small", "d_qk_gain=0.5", "seed=1"], 4, 1),
     "small-hybrid-conv-seed1": ("small-hybrid-conv, seed 1", ["preset=small-hybrid", "g_head=conv", "seed=1"],
                                 4, 1),
+    "small-convhead-qk0.5-seed1": ("small-convhead-qk0.5, seed 1",
+                                   ["preset=small", "g_head=conv", "sg2_channel_base=1024", "sg2_channel_max=128",
+                                    "d_qk_gain=0.5", "seed=1"], 4, 1),
+    # the one-layout G (issue 21; layout share 0.14-0.17 at 200 kimg, reals 0.02-0.03): the paper's own
+    # latent ablation, w as input tokens (Linear(w) + E_pos, LayerNorm with affine instead of SLN),
+    # gives G a per-token path from z to the layout; 100 kimg, `--kimg 100 --points 0.5,1`
+    "small-tokens": ("small (D gain 0.5), g_latent=tokens: w as input tokens + LayerNorm instead of SLN "
+                     "(the paper's latent ablation)", ["preset=small", "g_latent=tokens"], 2, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
@@ -335,10 +348,9 @@ def main() -> int:
     def one(name: str) -> None:
         row = run_row(name, args, *ROWS[name][1:])
         with lock:  # rows finish in any order; the files always hold every finished row
-            if res_file.exists():  # rows another learn.py process finished meanwhile stay
-                done = {r["row"] for r in results}
-                results.extend(r for r in json.loads(res_file.read_text())["rows"]
-                               if r["row"] not in done and r["row"] != name)
+            if res_file.exists():  # what another learn.py process (or --collect) wrote meanwhile wins
+                fresh = {r["row"]: r for r in json.loads(res_file.read_text())["rows"]}
+                results[:] = [fresh.pop(r["row"], r) for r in results] + list(fresh.values())
             results[:] = [r for r in results if r["row"] != name]
             results.append(row)
             results.sort(key=lambda r: list(ROWS).index(r["row"]))
