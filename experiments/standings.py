@@ -30,7 +30,7 @@ GROUPS: list[tuple[str, list[str]]] = [
     ("hybrid with the paper's INR head (the preset's until 2026-12-07), two-timescale lr",
      ["small-hybrid-ttur"]),
     ("ViT-G with the conv head + ViT-D (D's default gain)", ["small-convhead"]),
-    ("ViT-G with the conv head + ViT-D, D's attention gain 0.5", ["small-convhead-qk0.5", "small-convhead-qk0.5-seed1"]),
+    ("`small-convhead`: ViT-G with the authors' conv patch head + ViT-D (gain 0.5)", ["small-convhead-qk0.5", "small-convhead-qk0.5-seed1"]),
 ]
 
 

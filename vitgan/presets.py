@@ -135,6 +135,12 @@ _TABLE = (
     Preset("small-hybrid", "ours", "small's ViT-G with the port's conv head + a StyleGAN2-D, ADA cifar's "
            "recipe at batch 32 and lr 0.001",
            model=dict(_SMALL, d_arch="stylegan2", g_head="conv", **_SMALL_SG2), train=_SMALL_SG2_TRAIN),
+    # the same conv head on the all-ViT model (ViT-G + small's ViT-D at gain 0.5, small's recipe):
+    # FID@1000 107.2 / 96.2 at 200 kimg (seeds 0 / 1; recall 0.064 / 0.079) where small (the INR
+    # head) made 121.4 / 122.3 (experiments/results/learn-small, rows small-convhead-qk0.5(-seed1))
+    Preset("small-convhead", "ours", "small with the authors' port's conv patch head (ViT-G + ViT-D), "
+           "small's recipe", model=dict(_SMALL, d_qk_gain=0.5, g_head="conv", conv_head_channel_base=1024,
+                                        conv_head_channel_max=128), train=dict(_SMALL_TRAIN, lr=0.001)),
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _TABLE}
