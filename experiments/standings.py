@@ -29,7 +29,7 @@ GROUPS: list[tuple[str, list[str]]] = [
     ("hybrid, `small-hybrid` (ViT-G with the conv head + conv D)", ["small-hybrid-conv", "small-hybrid-conv-seed1"]),
     ("hybrid with the paper's INR head (the preset's until 2026-12-07), two-timescale lr",
      ["small-hybrid-ttur"]),
-    ("ViT-G with the conv head + ViT-D (D's default gain)", ["small-convhead"]),
+    ("ViT-G with the conv head + ViT-D at the formula's gain 0.25 (a probe; the preset `small-convhead` is the next row)", ["small-convhead"]),
     ("`small-convhead`: ViT-G with the authors' conv patch head + ViT-D (gain 0.5)", ["small-convhead-qk0.5", "small-convhead-qk0.5-seed1"]),
 ]
 
