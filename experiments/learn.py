@@ -161,6 +161,11 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "small-convhead-qk0.5-seed1": ("small-convhead-qk0.5, seed 1",
                                    ["preset=small", "g_head=conv", "sg2_channel_base=1024", "sg2_channel_max=128",
                                     "d_qk_gain=0.5", "seed=1"], 4, 1),
+    # the one-layout G (issue 21; layout share 0.13-0.17 at 200 kimg, reals 0.02-0.03): the paper's own
+    # latent ablation, w as input tokens (Linear(w) + E_pos, LayerNorm with affine instead of SLN),
+    # gives G a per-token path from z to the layout; a probe, `--kimg 50 --points 0.5,1`
+    "small-tokens": ("small (D gain 0.5), g_latent=tokens: w as input tokens + LayerNorm instead of SLN "
+                     "(the paper's latent ablation)", ["preset=small", "g_latent=tokens"], 2, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
