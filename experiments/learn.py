@@ -145,6 +145,7 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "small-bcr-da": ("small, bCR pairing two independent DiffAugment draws (the official code's) instead of "
                      "D(A(x)) vs D(T(A(x)))", ["preset=small", "d_qk_gain=none", "bcr_pairing=diffaugment"], 2, 1),
     # the same conv head on the all-ViT model (ViT-G + ViT-D): does it also undo the one-layout G?
+    # (this row is D's gain 0.25; the preset small-convhead is the row small-convhead-qk0.5 below)
     "small-convhead": ("small with g_head=conv (64 / 32 channels at 16 / 32, as small-hybrid-conv) and the ViT-D",
                        ["preset=small", "d_qk_gain=none", "g_head=conv", "sg2_channel_base=1024",
                         "sg2_channel_max=128"], 2, 1),
@@ -161,8 +162,8 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     "small-convhead-qk0.5-seed1": ("small-convhead-qk0.5, seed 1",
                                    ["preset=small", "g_head=conv", "sg2_channel_base=1024", "sg2_channel_max=128",
                                     "d_qk_gain=0.5", "seed=1"], 4, 1),
-    # the one-layout G (issue 21; layout share 0.13-0.17 at 200 kimg, reals 0.02-0.03): the paper's own
-    # latent ablation, w as input tokens (Linear(w) + E_pos, LayerNorm with affine instead of SLN),
+    # the one-layout G (issue 21; layout share 0.11-0.17 at 200 kimg at small, reals 0.02-0.03): the paper's
+    # own latent ablation, w as input tokens (Linear(w) + E_pos, LayerNorm with affine instead of SLN),
     # gives G a per-token path from z to the layout; a probe, `--kimg 50 --points 0.5,1`
     "small-tokens": ("small (D gain 0.5), g_latent=tokens: w as input tokens + LayerNorm instead of SLN "
                      "(the paper's latent ablation)", ["preset=small", "g_latent=tokens"], 2, 1),

@@ -26,11 +26,14 @@ GROUPS: list[tuple[str, list[str]]] = [
     ("ViTGAN, `small` defaults (D's attention gain 0.5)", ["small-qk0.5", "small-qk0.5-seed1"]),
     ("conv baseline, `small-stylegan2` (lr 0.001)", ["small-stylegan2"]),
     ("conv baseline, two-timescale lr (G 0.00125, D 0.0025)", ["small-stylegan2-ttur"]),
-    ("hybrid, `small-hybrid` (ViT-G with the conv head + conv D)", ["small-hybrid-conv", "small-hybrid-conv-seed1"]),
+    ("hybrid, `small-hybrid` (ViT-G with the conv head + conv D)",
+     ["small-hybrid-conv", "small-hybrid-conv-seed1"]),
     ("hybrid with the paper's INR head (the preset's until 2026-12-07), two-timescale lr",
      ["small-hybrid-ttur"]),
-    ("ViT-G with the conv head + ViT-D at the formula's gain 0.25 (a probe; the preset `small-convhead` is the next row)", ["small-convhead"]),
-    ("`small-convhead`: ViT-G with the authors' conv patch head + ViT-D (gain 0.5)", ["small-convhead-qk0.5", "small-convhead-qk0.5-seed1"]),
+    ("ViT-G with the conv head + ViT-D at the formula's gain 0.25 (a probe; the preset `small-convhead` "
+     "is the next row)", ["small-convhead"]),
+    ("`small-convhead`: ViT-G with the authors' conv patch head + ViT-D (gain 0.5)",
+     ["small-convhead-qk0.5", "small-convhead-qk0.5-seed1"]),
 ]
 
 

@@ -69,3 +69,17 @@ def test_info_refuses_in_one_line(capsys, argv, words):
     rc, out, err = main(["info", *argv], capsys)
     assert rc == 2 and out == "" and err.startswith("vitgan: error: ") and words in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_small_convhead_is_the_measured_configuration():
+    """The preset small-convhead is what the learning benchmark's rows small-convhead-qk0.5(-seed1)
+    trained: small + g_head=conv at 64 / 32 channels (sg2_channel_base 1024 / max 128 in the rows,
+    the head's own fields in the preset) + D's gain 0.5, small's recipe."""
+    preset = get_preset("small-convhead")["model"]
+    row = get_preset("small")["model"].replace(g_head="conv", sg2_channel_base=1024, sg2_channel_max=128,
+                                               d_qk_gain=0.5)
+    channels = [[cfg.conv_head_channels(r) for r in (16, 32)] for cfg in (preset, row)]
+    assert channels == [[64, 32], [64, 32]]
+    same = ("conv_head_channel_base", "conv_head_channel_max", "sg2_channel_base", "sg2_channel_max")
+    assert preset.replace(**{k: getattr(row, k) for k in same}) == row
+    assert get_preset("small-convhead")["train"] == get_preset("small")["train"]

@@ -14,7 +14,8 @@ E_pos) and uses LayerNorm with affine in place of SLN; ``g_head="linear"`` maps 
 linearly to its P*P*C pixels; ``g_head="conv"`` paints the image with StyleGAN2 synthesis layers
 up from the token grid (the authors' PyTorch port's default head, ``vitgan.layers.conv_head``);
 ``g_demodulate`` switches the INR's demodulation. ``g_block="official"`` is the block of the
-authors' PyTorch port (``vitgan.layers.block``: h = SLN(h, w), then h' = MSA(h) + h, so w modulates the residual stream in every block, not only each branch's input).
+authors' PyTorch port (``vitgan.layers.block``: h = SLN(h, w), then h' = MSA(h) + h, so w
+modulates the residual stream in every block, not only each branch's input).
 
 Resolution-free rendering (``scale``): the INR head is a function of in-patch coordinates, so
 ``G(z, scale=2)`` / ``G.synthesis(w, scale=2)`` paints every patch on a 2x finer grid of cell
