@@ -167,6 +167,14 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     # gives G a per-token path from z to the layout; a probe, `--kimg 50 --points 0.5,1`
     "small-tokens": ("small (D gain 0.5), g_latent=tokens: w as input tokens + LayerNorm instead of SLN "
                      "(the paper's latent ablation)", ["preset=small", "g_latent=tokens"], 2, 1),
+    # the conv head at the paper's size (issue 21: paper-b32-qk0.5 learns but with recall 0 and one layout;
+    # the head that lifted small): small-convhead's head (64 / 32 channels at 16 / 32) on the cifar10 ViTs
+    "paper-b32-convhead": ("paper-b32-qk0.5 with g_head=conv (small-convhead's head: 64 / 32 channels at 16 / 32)",
+                           ["preset=cifar10", "batch=32", "precision=bf16", "lr=0.001", "d_qk_gain=0.5",
+                            "g_head=conv", "conv_head_channel_base=1024", "conv_head_channel_max=128"], 4, 1),
+    # the conv baseline's second seed (issue 21: two seeds for the main rows)
+    "small-stylegan2-ttur-seed1": ("small-stylegan2-ttur, seed 1",
+                                   ["preset=small-stylegan2", "g_lr=0.00125", "d_lr=0.0025", "seed=1"], 4, 1),
     "cond": ("class-conditional (cond=true: class embedding in G's mapping, projection D; fakes in the "
              "data's class proportions, FID against all reals)", ["cond=true"], 1, 0.5),
 }
