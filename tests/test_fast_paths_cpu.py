@@ -94,3 +94,16 @@ def test_bench_json_keys(capsys):
     assert res["step"] == "Trainer.train_step"
     want = resolve_options("tiny", batch=2, overrides={"precision": "fp32", "device": "cpu"})
     assert res["options"]["train"] == want.train.to_dict() and res["options"]["model"] == want.model.to_dict()
+
+
+def test_bench_profile_ceiling_is_the_step_flops_over_the_matmul_kernels_time(capsys):
+    assert bench_main(["--preset", "tiny", "--batch", "2", "--repeats", "1", "--warmup", "0",
+                       "--device", "cpu", "--profile", "5", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    prof = res["profile"]
+    assert 0 < prof["matmul_ms"] <= prof["cpu_total_ms"]
+    assert prof["matmul_share_of_cpu_time"] == pytest.approx(prof["matmul_ms"] / prof["cpu_total_ms"])
+    kernels = res["step_gflop"] * 1e9 / (prof["matmul_ms"] / 1e3)
+    assert prof["matmul_kernels_tflops"] == pytest.approx(kernels / 1e12)
+    assert prof["mfu_ceiling"] == pytest.approx(kernels / (res["matmul_peak_tflops"] * 1e12))
+    assert len(prof["top_ops"]) == 5

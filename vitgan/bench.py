@@ -221,7 +221,10 @@ def measure(args) -> dict:
         res.update(step_ms_busy=busy_ms, busy_slowdown=busy_ms / step_ms, threads_idle=threads_idle,
                    threads_busy=threads_busy, adapt_threads=t.cores is not None)
     if profile_table is not None:
-        res["profile"] = profile_table
+        # the matmul-like kernels' own rate: the MFU the step would reach if everything else took no
+        # time (the per-op overhead, casts and elementwise work gone), i.e. what fusion can at most buy
+        kernels = step_flops / max(profile_table["matmul_ms"] / 1e3, 1e-9)
+        res["profile"] = {**profile_table, "matmul_kernels_tflops": kernels / 1e12, "mfu_ceiling": kernels / peak}
     return res
 
 
@@ -262,7 +265,7 @@ def profile_step(step, rows: int) -> dict:
     total = sum(e.self_cpu_time_total for e in events) or 1
     mm = sum(e.self_cpu_time_total for e in events if e.key.startswith(MATMUL_OPS))
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
-    return {"matmul_share_of_cpu_time": mm / total, "cpu_total_ms": total / 1e3,
+    return {"matmul_share_of_cpu_time": mm / total, "cpu_total_ms": total / 1e3, "matmul_ms": mm / 1e3,
             "top_ops": [[e.key, round(e.self_cpu_time_total / 1e3, 2), e.count] for e in top]}
 
 
@@ -291,6 +294,9 @@ def format_table(res: dict) -> str:
         prof = res["profile"]
         lines.append(f"  profile: {prof['cpu_total_ms']:.0f} ms self CPU time, "
                      f"{prof['matmul_share_of_cpu_time']:.0%} in matmul/conv/attention kernels")
+        if "mfu_ceiling" in prof:
+            lines.append(f"  those kernels alone: {prof['matmul_kernels_tflops'] * 1e3:.0f} GFLOP/s, MFU "
+                         f"{prof['mfu_ceiling']:.2f} if nothing else took time (the ceiling fusion can reach)")
         lines += [f"    {name:<48} {ms:>9.1f} ms {n:>6}x" for name, ms, n in prof["top_ops"]]
     return "\n".join(lines)
 
