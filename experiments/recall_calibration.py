@@ -19,6 +19,7 @@ gets: if it is far below a target, the target cannot be met at that FID whatever
     python experiments/recall_calibration.py --n 1000 --out experiments/results/recall-calibration/calibration.json \
         --plot experiments/results/recall-calibration/recall-vs-fid.png \
         --results experiments/results/learn-small/results.json experiments/results/learn-paper/results.json
+    python experiments/recall_calibration.py --from .../calibration.json --plot F.png --results ...  # redraw only
 """
 
 from __future__ import annotations
@@ -143,7 +144,14 @@ def main(argv=None) -> int:
     p.add_argument("--plot", type=Path, default=None, help="write the recall-against-FID figure here")
     p.add_argument("--results", type=Path, nargs="*", default=[],
                    help="learning-benchmark results.json files whose rows the figure shows as dots")
+    p.add_argument("--from", dest="saved", type=Path, default=None,
+                   help="no features: redraw --plot from this earlier output with today's --results")
     args = p.parse_args(argv)
+    if args.saved is not None:
+        if args.plot is None:
+            p.error("--from redraws the figure: give --plot FILE.png too")
+        plot(json.loads(args.saved.read_text())["rows"], last_points(args.results), args.plot)
+        return 0
     t0 = time.time()
     ext = load_inception(None, "cpu", precision=args.precision)
     train = open_dataset(str(args.data), resolution=32, split="train")

@@ -74,3 +74,7 @@ def test_figure_and_generator_points_from_results(tmp_path):
         ("pixel noise, std (/255)", 0.1, 120.0, 0.2), ("distinct images (shifted + flipped copies)", 10, 200.0, 0.01))]
     cal.plot(rows, points, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 10_000
+    saved = tmp_path / "calibration.json"
+    saved.write_text(json.dumps({"rows": rows}))  # the redraw reads an earlier output, no features
+    assert cal.main(["--from", str(saved), "--plot", str(tmp_path / "again.png"), "--results", str(results)]) == 0
+    assert (tmp_path / "again.png").stat().st_size > 10_000
