@@ -47,9 +47,15 @@ from vitgan.metrics.stats_cache import FeatureSet, StatsCache  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-yk-jpeg.tar.gz"
-BLUR = (0.5, 1.0, 1.5, 2.0, 3.0)
+BLUR = (0.5, 1.0, 1.25, 1.5, 2.0, 3.0)
 NOISE = (0.05, 0.1, 0.2, 0.3)
 MODES = (10, 50, 200)
+# the main configurations, one marker each in the figure (every other row: a grey dot)
+FAMILIES = (("ViT, small-convhead", ("small-convhead-qk0.5", "small-convhead-qk0.5-seed1"), "*"),
+            ("ViT, small (INR head)", ("small-qk0.5", "small-qk0.5-seed1"), "D"),
+            ("conv baseline, two-timescale lr", ("small-stylegan2-ttur", "small-stylegan2-ttur-seed1"), "P"),
+            ("hybrid, small-hybrid", ("small-hybrid-conv", "small-hybrid-conv-seed1"), "X"),
+            ("ViT, paper size (96 kimg)", ("paper-b32-qk0.5", "paper-b32-convhead"), "v"))
 
 
 def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -110,8 +116,15 @@ def plot(rows: list[dict], generators: list[dict], path: Path) -> None:
                 ax.annotate(f"{r['level']:g}", (r["fid"], r["recall"]), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
     if generators:
-        ax.scatter([g["fid"] for g in generators], [g["recall"] for g in generators], c="k", s=12,
-                   label="learning-benchmark rows (last point)", zorder=3)
+        named = {row for _, rows_, _ in FAMILIES for row in rows_}
+        rest = [g for g in generators if g["row"] not in named]
+        ax.scatter([g["fid"] for g in rest], [g["recall"] for g in rest], c="grey", s=10,
+                   label="other learning-benchmark rows (last point)", zorder=3)
+        for label, rows_, marker in FAMILIES:
+            mine = [g for g in generators if g["row"] in rows_]
+            if mine:
+                ax.scatter([g["fid"] for g in mine], [g["recall"] for g in mine], marker=marker, s=45,
+                           edgecolors="k", linewidths=0.5, label=label, zorder=4)
     ax.axhline(0.3, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("FID@1000 (against 1000 train images)")
     ax.set_ylabel("recall (k = 3, N = 1000)")
