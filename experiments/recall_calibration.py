@@ -19,7 +19,8 @@ gets: if it is far below a target, the target cannot be met at that FID whatever
     python experiments/recall_calibration.py --n 1000 --out experiments/results/recall-calibration/calibration.json \
         --plot experiments/results/recall-calibration/recall-vs-fid.png \
         --results experiments/results/learn-small/results.json experiments/results/learn-paper/results.json
-    python experiments/recall_calibration.py --from .../calibration.json --plot F.png --results ...  # redraw only
+    python experiments/recall_calibration.py --from .../calibration.json --out .../calibration.json ...
+        # keeps the earlier rows, computes only the probe sets they lack (none: redraws the figure)
 """
 
 from __future__ import annotations
@@ -158,37 +159,42 @@ def main(argv=None) -> int:
     p.add_argument("--results", type=Path, nargs="*", default=[],
                    help="learning-benchmark results.json files whose rows the figure shows as dots")
     p.add_argument("--from", dest="saved", type=Path, default=None,
-                   help="no features: redraw --plot from this earlier output with today's --results")
+                   help="an earlier output: keep its rows and compute only the probe sets it lacks "
+                        "(none lacking: no features, only the figure redrawn with today's --results)")
     args = p.parse_args(argv)
-    if args.saved is not None:
-        if args.plot is None:
-            p.error("--from redraws the figure: give --plot FILE.png too")
-        plot(json.loads(args.saved.read_text())["rows"], last_points(args.results), args.plot)
-        return 0
     t0 = time.time()
-    ext = load_inception(None, "cpu", precision=args.precision)
-    train = open_dataset(str(args.data), resolution=32, split="train")
-    real = dataset_feature_set(ext, train, args.n, split="train", cache=StatsCache())
-    test = open_dataset(str(args.data), resolution=32, split="test")
-    idx = subset_indices(len(test), args.n, seed=0)
-    clean = torch.stack([test[int(i)] for i in idx])
-    probes = [("quality", "clean test images", 0.0, clean)]
-    probes += [("quality", "gaussian blur, std (pixels)", s, blurred(clean, s)) for s in BLUR]
-    probes += [("quality", "pixel noise, std (/255)", s, noisy(clean, s)) for s in NOISE]
-    probes += [("diversity", "distinct images (shifted + flipped copies)", m, few_modes(clean, m)) for m in MODES]
-    rows = []
-    for kind, what, level, images in probes:
-        feats = dataset_features(ext, Images(images), range(len(images)))[0]
+    earlier = json.loads(args.saved.read_text()) if args.saved is not None else {"rows": []}
+    rows = earlier["rows"]
+    have = {(r["what"], r["level"]) for r in rows}
+    wanted = ([("quality", "clean test images", 0.0, lambda x: x)]
+              + [("quality", "gaussian blur, std (pixels)", s, lambda x, s=s: blurred(x, s)) for s in BLUR]
+              + [("quality", "pixel noise, std (/255)", s, lambda x, s=s: noisy(x, s)) for s in NOISE]
+              + [("diversity", "distinct images (shifted + flipped copies)", m, lambda x, m=m: few_modes(x, m))
+                 for m in MODES])
+    todo = [w for w in wanted if (w[1], w[2]) not in have]
+    network = earlier.get("network")
+    if todo:
+        ext = load_inception(None, "cpu", precision=args.precision)
+        network = ext.name
+        train = open_dataset(str(args.data), resolution=32, split="train")
+        real = dataset_feature_set(ext, train, args.n, split="train", cache=StatsCache())
+        test = open_dataset(str(args.data), resolution=32, split="test")
+        clean = torch.stack([test[int(i)] for i in subset_indices(len(test), args.n, seed=0)])
+    for kind, what, level, make in todo:
+        feats = dataset_features(ext, Images(make(clean)), range(args.n))[0]
         m = compute_metrics(FeatureSet.from_features(feats.numpy()), real, ("fid", "kid", "pr", "div"))
         rows.append({"kind": kind, "what": what, "level": level, **{k: round(float(v), 4) for k, v in m.items()}})
         print(f"{kind:9s} {what:45s} {level:6} FID {m['fid']:7.1f} precision {m['precision']:.3f} "
               f"recall {m['recall']:.3f}", file=sys.stderr, flush=True)
+    order = [(w[1], w[2]) for w in wanted]
+    rows.sort(key=lambda r: order.index((r["what"], r["level"])) if (r["what"], r["level"]) in order else len(order))
     generators = last_points(args.results)
     if args.plot is not None:
         plot(rows, generators, args.plot)
-    save("recall_calibration.py", argv, {"n": args.n, "network": ext.name, "reference": "train split",
+    extends = {"extends": {k: earlier[k] for k in ("command", "date", "load", "seconds")}} if args.saved else {}
+    save("recall_calibration.py", argv, {"n": args.n, "network": network, "reference": "train split",
                                          "load": os.getloadavg()[0], "rows": rows, "generators": generators,
-                                         "seconds": round(time.time() - t0, 1)}, args.out)
+                                         "seconds": round(time.time() - t0, 1), **extends}, args.out)
     return 0
 
 

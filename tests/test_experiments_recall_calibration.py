@@ -75,6 +75,19 @@ def test_figure_and_generator_points_from_results(tmp_path):
     cal.plot(rows, points, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 10_000
     saved = tmp_path / "calibration.json"
-    saved.write_text(json.dumps({"rows": rows}))  # the redraw reads an earlier output, no features
-    assert cal.main(["--from", str(saved), "--plot", str(tmp_path / "again.png"), "--results", str(results)]) == 0
+    # an earlier output holding every probe set: nothing computed (no Inception), the figure redrawn
+    wanted = ([("quality", "clean test images", 0.0)] + [("quality", "gaussian blur, std (pixels)", s) for s in cal.BLUR]
+              + [("quality", "pixel noise, std (/255)", s) for s in cal.NOISE]
+              + [("diversity", "distinct images (shifted + flipped copies)", m) for m in cal.MODES])
+    full = [{"kind": k, "what": w, "level": lv, "fid": 50.0 + i, "recall": 0.5 - i / 100} for i, (k, w, lv) in
+            enumerate(reversed(wanted))]
+    earlier = {"command": "c", "date": "d", "load": 1.0, "seconds": 9.0, "network": "net", "rows": full}
+    saved.write_text(json.dumps(earlier))
+    cal.load_inception = None  # would fail if called
+    out = tmp_path / "out.json"
+    assert cal.main(["--from", str(saved), "--plot", str(tmp_path / "again.png"), "--out", str(out),
+                     "--results", str(results)]) == 0
     assert (tmp_path / "again.png").stat().st_size > 10_000
+    again = json.loads(out.read_text())
+    assert [(r["what"], r["level"]) for r in again["rows"]] == [(w, lv) for _, w, lv in wanted]  # probe order
+    assert again["network"] == "net" and again["extends"]["command"] == "c" and again["generators"] == points
