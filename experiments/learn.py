@@ -73,8 +73,8 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
                                                                      "bcr_fake=1"], 2, 0.5),
     "small-seed1": ("small defaults until 2026-12-07 (D's attention gain (2 sqrt(d_h))^-1/2), seed 1",
                     ["preset=small", "d_qk_gain=none", "seed=1"], 4, 1),
-    "small-stylegan2": ("StyleGAN2 G + D of small's cost (preset small-stylegan2: lr 0.001)",
-                        ["preset=small-stylegan2"], 4, 1),
+    "small-stylegan2": ("StyleGAN2 G + D of small's cost (preset small-stylegan2 until 2026-12-08: lr 0.001)",
+                        ["preset=small-stylegan2", "g_lr=none", "d_lr=none"], 4, 1),
     "small-hybrid": ("ViT-G small + StyleGAN2-D (preset small-hybrid: lr 0.001; the INR head, the preset's "
                      "until 2026-12-07)", ["preset=small-hybrid", "g_head=inr"], 4, 1),
     "small-lr0.001": ("small, lr 0.001 for G and D (the preset's default since 2026-12-05; D's attention "
@@ -84,7 +84,7 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     # overfit, so augmentation only weakens D; diagnostics-conv: p 0.2 held the conv D's margin)
     "small-p0.2": ("small (lr 0.001), DiffAugment p 0.2", ["preset=small", "d_qk_gain=none", "augment_p=0.2"], 4, 1),
     "small-stylegan2-p0.2": ("small-stylegan2 (lr 0.001), DiffAugment p 0.2",
-                             ["preset=small-stylegan2", "augment_p=0.2"], 4, 1),
+                             ["preset=small-stylegan2", "g_lr=none", "d_lr=none", "augment_p=0.2"], 4, 1),
     # the paper-size confirmation (issue 21): `--preset cifar10 --rows paper-b32 --kimg 96` (3000
     # steps of 32), results in experiments/results/learn-paper; lr 0.001 as small at batch 32
     "paper-b32": ("cifar10 preset (the paper's size) at batch 32, bf16, lr 0.001 (small's batch-32 lr)",
@@ -96,18 +96,20 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     # the small preset's probes (issue 21, one-layout G): 50 kimg, metric points at 25 and 50
     "small-sln1": ("small, SLN gamma/beta init spread 1.0 instead of 0.5", ["preset=small", "d_qk_gain=none", "sln_init_std=1.0"], 2, 1),
     "small-mbstd4": ("small, ViT-D minibatch stddev (group 4)", ["preset=small", "d_qk_gain=none", "d_mbstd_group=4"], 2, 1),
+    # the rows on preset=small-stylegan2 pin g_lr / d_lr to none (= lr): the lr they ran with, before the
+    # preset took the two-timescale pair (2026-12-08)
     # the conv D's drift to chance (issue 21), at lr 0.0025 where it drifts within ~25 kimg
     # (diagnostics-conv: sg2-lr0.0025): 28 kimg each, `--kimg 28 --points 1`
-    "sg2-fast-dwide": ("small-stylegan2 at lr 0.0025, D channels x2", ["preset=small-stylegan2", "lr=0.0025",
-                                                                       "sg2_d_channel_mult=2"], 1, 1),
+    "sg2-fast-dwide": ("small-stylegan2 at lr 0.0025, D channels x2",
+                       ["preset=small-stylegan2", "g_lr=none", "d_lr=none", "lr=0.0025", "sg2_d_channel_mult=2"], 1, 1),
     "sg2-fast-dlr": ("small-stylegan2, G lr 0.00125, D lr 0.0025", ["preset=small-stylegan2", "g_lr=0.00125",
                                                                      "d_lr=0.0025"], 1, 1),
-    "sg2-fast-p0": ("small-stylegan2 at lr 0.0025, no DiffAugment", ["preset=small-stylegan2", "lr=0.0025",
-                                                                      "augment_p=0"], 1, 1),
+    "sg2-fast-p0": ("small-stylegan2 at lr 0.0025, no DiffAugment",
+                    ["preset=small-stylegan2", "g_lr=none", "d_lr=none", "lr=0.0025", "augment_p=0"], 1, 1),
     "sg2-fast-mbstd32": ("small-stylegan2 at lr 0.0025, minibatch-stddev group 32 (ADA's cifar: 32)",
-                         ["preset=small-stylegan2", "lr=0.0025", "sg2_mbstd_group=32"], 1, 1),
+                         ["preset=small-stylegan2", "g_lr=none", "d_lr=none", "lr=0.0025", "sg2_mbstd_group=32"], 1, 1),
     "sg2-fast": ("small-stylegan2 at lr 0.0025 (the drift's reference, this CPU)",
-                 ["preset=small-stylegan2", "lr=0.0025"], 1, 1),
+                 ["preset=small-stylegan2", "g_lr=none", "d_lr=none", "lr=0.0025"], 1, 1),
     # the conv D held by a two-timescale lr (issue 21; conv-drift probes): 200 kimg, 4 points
     "small-stylegan2-ttur": ("small-stylegan2, G lr 0.00125, D lr 0.0025 (the conv-drift probes' best)",
                              ["preset=small-stylegan2", "g_lr=0.00125", "d_lr=0.0025"], 4, 1),

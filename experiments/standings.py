@@ -25,7 +25,7 @@ GROUPS: list[tuple[str, list[str]]] = [
      ["small-lr0.001", "small-seed1"]),
     ("ViTGAN, `small` defaults (D's attention gain 0.5)", ["small-qk0.5", "small-qk0.5-seed1"]),
     ("conv baseline, `small-stylegan2` (lr 0.001)", ["small-stylegan2"]),
-    ("conv baseline, two-timescale lr (G 0.00125, D 0.0025)", ["small-stylegan2-ttur"]),
+    ("conv baseline, two-timescale lr (G 0.00125, D 0.0025)", ["small-stylegan2-ttur", "small-stylegan2-ttur-seed1"]),
     ("hybrid, `small-hybrid` (ViT-G with the conv head + conv D)",
      ["small-hybrid-conv", "small-hybrid-conv-seed1"]),
     ("hybrid with the paper's INR head (the preset's until 2026-12-07), two-timescale lr",

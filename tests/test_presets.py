@@ -83,3 +83,30 @@ def test_small_convhead_is_the_measured_configuration():
     same = ("conv_head_channel_base", "conv_head_channel_max", "sg2_channel_base", "sg2_channel_max")
     assert preset.replace(**{k: getattr(row, k) for k in same}) == row
     assert get_preset("small-convhead")["train"] == get_preset("small")["train"]
+
+
+def test_small_stylegan2_is_the_measured_two_timescale_configuration():
+    """The preset small-stylegan2 trains as the learning benchmark's rows small-stylegan2-ttur(-seed1)
+    did (G lr 0.00125, D lr 0.0025 on the preset's recipe), and the older rows pinned to one lr
+    still resolve to the single lr they ran with."""
+    import dataclasses
+    import importlib.util
+    from pathlib import Path
+
+    from vitgan.train.options import resolve_options
+
+    spec = importlib.util.spec_from_file_location("exp_learn", Path(__file__).parents[1] / "experiments" / "learn.py")
+    learn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learn)
+
+    def resolved(row):
+        sets = dict(kv.split("=", 1) for kv in learn.ROWS[row][1])
+        return resolve_options(sets.pop("preset"), overrides=sets).train
+
+    preset = resolve_options("small-stylegan2").train
+    assert (preset.g_lr, preset.d_lr) == (0.00125, 0.0025)
+    for row in ("small-stylegan2-ttur", "small-stylegan2-ttur-seed1"):
+        assert dataclasses.replace(resolved(row), seed=preset.seed) == preset
+    old = resolved("small-stylegan2")
+    assert (old.g_lr, old.d_lr, old.lr) == (None, None, 0.001)
+    assert resolved("sg2-fast").lr == 0.0025 and resolved("sg2-fast").g_lr is None
