@@ -1,6 +1,6 @@
 #!/bin/bash
 # MFU ceilings (issue 22): one profiled step per preset/dtype, 1 thread, beside the 1-thread paper-size run
-cd /work/main
+cd "$(dirname "$0")/.."
 out=benchmarks/ceiling-2026-12-08.jsonl
 : > $out
 for spec in "cifar10 fp32" "cifar10 bf16" "small bf16" "tiny fp32"; do
