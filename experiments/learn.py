@@ -73,6 +73,8 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
                                                                      "bcr_fake=1"], 2, 0.5),
     "small-seed1": ("small defaults until 2026-12-07 (D's attention gain (2 sqrt(d_h))^-1/2), seed 1",
                     ["preset=small", "d_qk_gain=none", "seed=1"], 4, 1),
+    # the rows on preset=small-stylegan2 pin g_lr / d_lr to none (= lr): the lr they ran with, before the
+    # preset took the two-timescale pair (2026-12-08)
     "small-stylegan2": ("StyleGAN2 G + D of small's cost (preset small-stylegan2 until 2026-12-08: lr 0.001)",
                         ["preset=small-stylegan2", "g_lr=none", "d_lr=none"], 4, 1),
     "small-hybrid": ("ViT-G small + StyleGAN2-D (preset small-hybrid: lr 0.001; the INR head, the preset's "
@@ -96,8 +98,6 @@ ROWS: dict[str, tuple[str, list[str], int, float]] = {
     # the small preset's probes (issue 21, one-layout G): 50 kimg, metric points at 25 and 50
     "small-sln1": ("small, SLN gamma/beta init spread 1.0 instead of 0.5", ["preset=small", "d_qk_gain=none", "sln_init_std=1.0"], 2, 1),
     "small-mbstd4": ("small, ViT-D minibatch stddev (group 4)", ["preset=small", "d_qk_gain=none", "d_mbstd_group=4"], 2, 1),
-    # the rows on preset=small-stylegan2 pin g_lr / d_lr to none (= lr): the lr they ran with, before the
-    # preset took the two-timescale pair (2026-12-08)
     # the conv D's drift to chance (issue 21), at lr 0.0025 where it drifts within ~25 kimg
     # (diagnostics-conv: sg2-lr0.0025): 28 kimg each, `--kimg 28 --points 1`
     "sg2-fast-dwide": ("small-stylegan2 at lr 0.0025, D channels x2",

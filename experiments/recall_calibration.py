@@ -81,7 +81,10 @@ def few_modes(images: torch.Tensor, m: int, seed: int = 0) -> torch.Tensor:
     src = images[torch.arange(n) % m].float()
     padded = torch.nn.functional.pad(src, (2, 2, 2, 2), mode="reflect")
     dx, dy = torch.randint(0, 5, (n,), generator=g), torch.randint(0, 5, (n,), generator=g)
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]                 # (n, 1, h, 1)
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]                 # (n, 1, 1, w)
+    out = padded[torch.arange(n)[:, None, None, None], torch.arange(padded.shape[1])[None, :, None, None],
+                 rows, cols]                                                  # one gather: each copy's crop
     flip = torch.rand(n, generator=g) < 0.5
     out[flip] = out[flip].flip(-1)
     return out.round().clamp(0, 255).to(torch.uint8)

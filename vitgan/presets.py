@@ -75,7 +75,8 @@ _SMALL_TRAIN = dict(data="cifar10", batch=32, tick_kimg=1.0, precision="auto")
 # The conv D of the small rows trains with StyleGAN2-ADA cifar's recipe at batch 32 (R1 0.01, no
 # bCR) but lr 0.001 (the authors' PyTorch port's, spec section 4), not ADA's 0.0025: at 0.0025 the
 # conv D drifts to chance (D adv loss 1.25 -> 1.35, clean gap 0.78 -> 0.22 over 12-28 kimg), at
-# 0.001 it holds (1.07, gap 2.09 at 12-16; experiments/results/learn-small/diagnostics).
+# 0.001 it holds (1.07, gap 2.09 at 12-16; experiments/results/learn-small/diagnostics). small-hybrid
+# keeps this recipe; small-stylegan2 takes a two-timescale pair on top of it (below), measured at 200 kimg.
 _SMALL_SG2_TRAIN = dict(_SMALL_TRAIN, lr=0.001, r1_gamma=0.01, bcr_real=0.0, bcr_fake=0.0)
 
 _TABLE = (
